@@ -1,0 +1,270 @@
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Now
+from django.utils import timezone
+
+JSONValue = Any
+
+# The range of PostgreSQL's integer, the priority column's type.
+PRIORITY_MIN = -(2**31)
+PRIORITY_MAX = 2**31 - 1
+
+
+class JobState(enum.StrEnum):
+    QUEUED = "queued"
+    DELAYED = "delayed"
+    RUNNING = "running"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class RequeueResult:
+    """What a requeue did: jobs that are queued again and jobs it had to leave alone."""
+
+    requeued: int
+    skipped_running: int
+    skipped_queued: int
+    missing: int
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    """What a delete did: jobs removed and jobs it had to leave alone."""
+
+    deleted: int
+    skipped_running: int
+    missing: int
+
+
+class JobQuerySet(models.QuerySet):
+    def queued(self) -> JobQuerySet:
+        """Jobs ready to run (including those a worker holds right now: only row locks tell them apart)."""
+        return self.filter(failed_at__isnull=True, execute_at__lte=timezone.now())
+
+    def delayed(self) -> JobQuerySet:
+        return self.filter(failed_at__isnull=True, execute_at__gt=timezone.now())
+
+    def failed(self) -> JobQuerySet:
+        return self.filter(failed_at__isnull=False)
+
+    def requeue(
+        self, ids: Iterable[int], *, reset_attempts: bool = False
+    ) -> RequeueResult:
+        """Make failed or delayed jobs ready to run now.
+
+        Clears ``failed_at`` and sets ``execute_at = now()``; ``attempts`` is kept unless
+        ``reset_attempts``. Rows that a worker holds locked (running jobs) are skipped, not
+        waited for (``FOR UPDATE SKIP LOCKED``), and counted in the result.
+        """
+        from dpq import sql
+
+        params = {"ids": _id_list(ids), "reset_attempts": reset_attempts}
+        row = sql.fetch_one(
+            self.db, sql.REQUEUE_JOBS, params, job_table=self.model._meta.db_table
+        )
+        return RequeueResult(*row)
+
+    def requeue_failed(
+        self,
+        *,
+        queue: str | None = None,
+        task: str | None = None,
+        reset_attempts: bool = False,
+    ) -> RequeueResult:
+        """Requeue every failed job, or those of one queue and/or one task."""
+        failed = self.failed()
+        if queue is not None:
+            failed = failed.filter(queue=queue)
+        if task is not None:
+            failed = failed.filter(task=task)
+        return self.requeue(
+            failed.values_list("id", flat=True), reset_attempts=reset_attempts
+        )
+
+    def delete_jobs(self, ids: Iterable[int]) -> DeleteResult:
+        """Delete jobs by id, skipping rows that a worker holds locked (running jobs)."""
+        from dpq import sql
+
+        row = sql.fetch_one(
+            self.db,
+            sql.DELETE_JOBS,
+            {"ids": _id_list(ids)},
+            job_table=self.model._meta.db_table,
+        )
+        return DeleteResult(*row)
+
+
+def _id_list(ids: Iterable[int]) -> list[int]:
+    try:
+        return [int(i) for i in ids]
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"job ids must be integers: {exc}") from exc
+
+
+class BaseJob(models.Model):
+    """A job: one row, claimed and removed by the worker that runs it."""
+
+    id = models.BigAutoField(primary_key=True)
+    created_at = models.DateTimeField(default=timezone.now, db_default=Now())
+    execute_at = models.DateTimeField(default=timezone.now, db_default=Now())
+    priority = models.IntegerField(
+        default=0,
+        db_default=0,
+        help_text="Jobs with higher priority will be processed first.",
+    )
+    task = models.CharField(max_length=255)
+    args = models.JSONField(default=dict, db_default={})
+    queue = models.CharField(max_length=100, default="default", db_default="default")
+    attempts = models.IntegerField(
+        default=0, db_default=0, help_text="Runs that ended in an exception."
+    )
+    last_error = models.TextField(
+        blank=True,
+        default="",
+        db_default="",
+        help_text="Traceback of the last failure.",
+    )
+    failed_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Set when the job gave up; it is not run until requeued.",
+    )
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{self.id}: {self.task}"
+
+    @property
+    def state(self) -> JobState:
+        """The job's state as far as its row tells (a running job looks queued: see dpq_admin)."""
+        if self.failed_at is not None:
+            return JobState.FAILED
+        if self.execute_at > timezone.now():
+            return JobState.DELAYED
+        return JobState.QUEUED
+
+    def to_json(self) -> dict[str, JSONValue]:
+        return {
+            "id": self.id,
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+            "execute_at": self.execute_at.isoformat() if self.execute_at else None,
+            "priority": self.priority,
+            "task": self.task,
+            "args": self.args,
+            "queue": self.queue,
+            "attempts": self.attempts,
+            "failed_at": self.failed_at.isoformat() if self.failed_at else None,
+        }
+
+    @classmethod
+    def dequeue(
+        cls,
+        exclude_ids: Iterable[int] = (),
+        *,
+        queue: str = "default",
+        using: str = "default",
+    ) -> BaseJob | None:
+        """Claim the best ready job of ``queue`` and return it, or None.
+
+        The row is deleted and stays locked until the caller's transaction ends. For
+        at-most-once delivery, commit before running the task; for at-least-once, run the
+        task and commit in the same transaction. To put the job back, call
+        ``.save(force_insert=True)`` on it.
+        """
+        from dpq import sql
+
+        rows = sql.fetch_all(
+            using,
+            sql.CLAIM_JOBS,
+            {"queue": queue, "exclude_ids": _id_list(exclude_ids), "limit": 1},
+            job_table=cls._meta.db_table,
+        )
+        return cls.from_claim_row(rows[0]) if rows else None
+
+    @classmethod
+    def from_claim_row(cls, row: tuple) -> BaseJob:
+        """Build a job from a row of ``sql.CLAIM_JOBS`` (job columns, then the two start counts)."""
+        job = cls(
+            id=row[0],
+            created_at=row[1],
+            execute_at=row[2],
+            priority=row[3],
+            task=row[4],
+            args=json.loads(row[5]) if isinstance(row[5], str) else row[5],
+            queue=row[6],
+            attempts=row[7],
+            last_error=row[8],
+            failed_at=row[9],
+        )
+        job._state.adding = False
+        job._state.db = None
+        job.starts = row[10] if len(row) > 10 else 0
+        job.solo_starts = row[11] if len(row) > 11 else 0
+        return job
+
+
+class Job(BaseJob):
+    class Meta:
+        db_table = "dpq_job"
+        indexes = [
+            # The claim: ready jobs of one queue, best first. Failed jobs are left out of the
+            # index so that a pile of them costs the claim nothing.
+            models.Index(
+                "queue",
+                models.F("priority").desc(),
+                "execute_at",
+                "id",
+                name="dpq_job_claim_idx",
+                condition=Q(failed_at__isnull=True),
+            ),
+            # When the next delayed job is due: idle workers sleep until then.
+            models.Index(
+                "queue",
+                "execute_at",
+                name="dpq_job_due_idx",
+                condition=Q(failed_at__isnull=True),
+            ),
+            models.Index(
+                "queue",
+                "failed_at",
+                name="dpq_job_failed_idx",
+                condition=Q(failed_at__isnull=False),
+            ),
+        ]
+        permissions = [("requeue_job", "Can requeue job")]
+
+
+class JobStart(models.Model):
+    """A start of a job's task, committed before it runs (crash accounting).
+
+    Written on a separate connection, so it survives the claim transaction's rollback when
+    the process dies; deleted inside the claim transaction when the run finishes. A row that
+    outlives its run means the worker died while running the job. No foreign key to the job:
+    it would wait on the claim's row lock.
+    """
+
+    job_id = models.BigIntegerField(primary_key=True)
+    starts = models.IntegerField(default=0)
+    solo_starts = models.IntegerField(
+        default=0, help_text="Starts while no other job ran beside it."
+    )
+    started_at = models.DateTimeField(default=timezone.now)
+    worker = models.CharField(max_length=63, blank=True, default="")
+
+    class Meta:
+        db_table = "dpq_jobstart"
+
+    def __str__(self) -> str:
+        return f"job {self.job_id}: {self.starts} starts ({self.solo_starts} solo)"

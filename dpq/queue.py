@@ -1,0 +1,574 @@
+"""Queues: enqueue jobs, claim and run them, LISTEN/NOTIFY wake-ups."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import select
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import psycopg2
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.utils import timezone
+
+from dpq import exceptions, signals, sql
+from dpq.models import PRIORITY_MAX, PRIORITY_MIN, BaseJob, Job, JSONValue
+from dpq.retry import RetryPolicy, decide
+
+if TYPE_CHECKING:
+    from dpq.retry import Backoff
+
+logger = logging.getLogger(__name__)
+
+Task = Callable[["Queue", BaseJob], Any]
+RunResult = tuple[BaseJob, Any, BaseException | None]
+
+# LISTEN truncates longer channel names and pg_notify() rejects them, which would break
+# every enqueue: refuse them when the queue is built.
+MAX_CHANNEL_BYTES = 63
+MAX_QUEUE_NAME_LENGTH = 100
+
+
+def validate_channel(channel: str | None) -> str | None:
+    """Return the channel if PostgreSQL can LISTEN on it, else raise InvalidChannelError."""
+    if channel is None:
+        return None
+    if not isinstance(channel, str):
+        raise exceptions.InvalidChannelError(
+            f"notify_channel must be a string or None, got {type(channel).__name__} {channel!r}"
+        )
+    if not channel:
+        raise exceptions.InvalidChannelError(
+            "notify_channel must not be empty; pass None to work without LISTEN/NOTIFY"
+        )
+    size = len(channel.encode())
+    if size > MAX_CHANNEL_BYTES:
+        raise exceptions.InvalidChannelError(
+            f"notify_channel {channel!r} is {size} bytes long; PostgreSQL channel names are at "
+            f"most {MAX_CHANNEL_BYTES} bytes: choose a shorter name"
+        )
+    if "\x00" in channel:
+        raise exceptions.InvalidChannelError(
+            "notify_channel must not contain a NUL character"
+        )
+    return channel
+
+
+class StartRecorder:
+    """Commits job starts on a connection of its own (crash accounting).
+
+    One per process, shared by the worker threads under a lock: a start record is a single
+    cheap statement (synchronous_commit is off), so threads rarely wait on each other, and
+    the process needs one extra connection, not one per thread.
+    """
+
+    def __init__(self, using: str, application_name: str) -> None:
+        self.using = using
+        self.application_name = application_name
+        self._lock = threading.Lock()
+        self._connection: Any = None
+        self._pid = os.getpid()
+
+    def _connect(self) -> Any:
+        wrapper = connections[self.using]
+        raw = wrapper.get_new_connection(wrapper.get_connection_params())
+        raw.autocommit = True
+        with raw.cursor() as cursor:
+            cursor.execute(sql.SET_ASYNCHRONOUS_COMMIT)
+            cursor.execute(
+                sql.SET_APPLICATION_NAME, {"name": self.application_name[:63]}
+            )
+        return raw
+
+    def record(self, job_ids: list[int], *, solo: bool, worker: str) -> None:
+        """Count a start of each job; committed before this returns."""
+        params = {"ids": job_ids, "solo": solo, "worker": worker[:63]}
+        statement = sql.render(sql.RECORD_JOB_STARTS)
+        with self._lock:
+            if self._pid != os.getpid():
+                # A forked child must not share its parent's socket.
+                self._connection, self._pid = None, os.getpid()
+            for attempt in (1, 2):
+                try:
+                    if self._connection is None or self._connection.closed:
+                        self._connection = self._connect()
+                    with self._connection.cursor() as cursor:
+                        cursor.execute(statement, params)
+                    return
+                except (psycopg2.OperationalError, psycopg2.InterfaceError):
+                    self.close_locked()
+                    if attempt == 2:
+                        raise
+
+    def close_locked(self) -> None:
+        if self._connection is not None and self._pid == os.getpid():
+            try:
+                self._connection.close()
+            except psycopg2.Error:
+                logger.debug(
+                    "Closing the crash-accounting connection failed", exc_info=True
+                )
+        self._connection = None
+
+    def close(self) -> None:
+        with self._lock:
+            self.close_locked()
+
+
+class Queue:
+    """A named queue of jobs in the job table, and the tasks that can run them.
+
+    ``tasks`` maps task names to functions ``fn(queue, job)``. Several queues share one table;
+    a queue only ever claims jobs with its own ``name``.
+    """
+
+    at_most_once = False
+    job_model: type[BaseJob] = Job
+    logger = logger
+
+    def __init__(
+        self,
+        tasks: Mapping[str, Task],
+        notify_channel: str | None = None,
+        *,
+        name: str = "default",
+        max_attempts: int = 3,
+        backoff: Backoff | None = None,
+        retry_policies: Mapping[str, RetryPolicy] | None = None,
+        crash_limit: int | None = 3,
+        notify_on_enqueue: bool = True,
+        using: str = DEFAULT_DB_ALIAS,
+    ) -> None:
+        if not isinstance(tasks, Mapping):
+            raise exceptions.QueueConfigurationError(
+                f"tasks must be a dict of task name -> function, got {type(tasks).__name__}"
+            )
+        for task_name, fn in tasks.items():
+            if not callable(fn):
+                raise exceptions.QueueConfigurationError(
+                    f"task {task_name!r} is {fn!r}, not a function taking (queue, job)"
+                )
+        if not isinstance(name, str) or not name or len(name) > MAX_QUEUE_NAME_LENGTH:
+            raise exceptions.QueueConfigurationError(
+                f"queue name must be a non-empty string of at most {MAX_QUEUE_NAME_LENGTH} "
+                f"characters, got {name!r}"
+            )
+        if crash_limit is not None and (
+            isinstance(crash_limit, bool)
+            or not isinstance(crash_limit, int)
+            or crash_limit < 1
+        ):
+            raise exceptions.QueueConfigurationError(
+                f"crash_limit must be an integer >= 1, or None to turn crash accounting off; "
+                f"got {crash_limit!r}"
+            )
+        self.tasks = dict(tasks)
+        self.notify_channel = validate_channel(notify_channel)
+        self.name = name
+        self.retry_policy = (
+            RetryPolicy(max_attempts)
+            if backoff is None
+            else RetryPolicy(max_attempts, backoff)
+        )
+        self.retry_policies = dict(retry_policies or {})
+        for task_name, policy in self.retry_policies.items():
+            if not isinstance(policy, RetryPolicy):
+                raise exceptions.QueueConfigurationError(
+                    f"retry_policies[{task_name!r}] must be a dpq.retry.RetryPolicy, got {policy!r}"
+                )
+        self.crash_limit = crash_limit
+        self.notify_on_enqueue = notify_on_enqueue
+        self.using = using
+        self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
+        self._start_recorder: StartRecorder | None = None
+        self._recorder_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} {self.name!r} tasks={sorted(self.tasks)} "
+            f"notify_channel={self.notify_channel!r}>"
+        )
+
+    @property
+    def job_table(self) -> str:
+        return self.job_model._meta.db_table
+
+    @property
+    def has_crash_accounting(self) -> bool:
+        return self.crash_limit is not None and not self.at_most_once
+
+    # --- Enqueue ------------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        task: str,
+        args: JSONValue = None,
+        execute_at: datetime.datetime | None = None,
+        priority: int | None = None,
+    ) -> BaseJob:
+        """Add a job and return it.
+
+        The row is written in the caller's transaction (or committed at once in autocommit):
+        a job enqueued in a transaction that rolls back never existed. Listeners are notified
+        when that transaction commits.
+        """
+        params = self._validated(
+            task, {} if args is None else args, execute_at, priority
+        )
+        statement = sql.INSERT_JOB
+        if self.notify_channel and self.notify_on_enqueue:
+            statement = sql.INSERT_JOB_AND_NOTIFY
+            params["channel"] = self.notify_channel
+        row = sql.fetch_one(self.using, statement, params, job_table=self.job_table)
+        job = self.job_model.from_claim_row(row)
+        signals.job_enqueued.send(sender=type(self), queue=self, job=job)
+        return job
+
+    def enqueue_many(self, items: Iterable[tuple | Mapping[str, Any]]) -> list[int]:
+        """Add many jobs with one INSERT and at most one NOTIFY; return their ids in order.
+
+        Each item is ``(task, args)`` or a dict with ``task`` and optionally ``args``,
+        ``execute_at`` and ``priority``. Every item is checked before anything is written:
+        one bad item raises and no job is added.
+        """
+        rows = [
+            self._validated(**self._item_fields(n, item))
+            for n, item in enumerate(items)
+        ]
+        if not rows:
+            return []
+        params = {
+            "queue": self.name,
+            "tasks": [r["task"] for r in rows],
+            "args": [r["args"] for r in rows],
+            "priorities": [r["priority"] for r in rows],
+            "execute_ats": [r["execute_at"] for r in rows],
+        }
+        with transaction.atomic(using=self.using):
+            created = sql.fetch_all(
+                self.using, sql.INSERT_JOBS, params, job_table=self.job_table
+            )
+            if self.notify_channel and self.notify_on_enqueue:
+                self.notify()
+        return [row[0] for row in created]
+
+    @staticmethod
+    def _item_fields(n: int, item: tuple | Mapping[str, Any]) -> dict[str, Any]:
+        if isinstance(item, Mapping):
+            unknown = set(item) - {"task", "args", "execute_at", "priority"}
+            if "task" not in item or unknown:
+                raise exceptions.InvalidJobError(
+                    f"enqueue_many item {n} must have a 'task' key and only 'args', 'execute_at', "
+                    f"'priority' besides; got keys {sorted(item)}"
+                )
+            fields = dict(item)
+            fields.setdefault("args", {})
+            return fields
+        if isinstance(item, tuple) and len(item) == 2:
+            return {"task": item[0], "args": item[1]}
+        raise exceptions.InvalidJobError(
+            f"enqueue_many item {n} must be a (task, args) tuple or a dict, got {item!r}"
+        )
+
+    def _validated(
+        self,
+        task: str,
+        args: JSONValue,
+        execute_at: datetime.datetime | None = None,
+        priority: int | None = None,
+    ) -> dict[str, Any]:
+        """Check one job's fields and return them as statement parameters."""
+        if task not in self.tasks:
+            known = ", ".join(sorted(self.tasks)) or "none"
+            raise exceptions.TaskNotRegisteredError(
+                f"cannot enqueue {task!r}: queue {self.name!r} has no task by that name "
+                f"(known: {known}); add it to tasks={{...}}"
+            )
+        try:
+            encoded = json.dumps(args, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise exceptions.InvalidArgsError(
+                f"cannot enqueue {task!r}: args must be JSON-serializable ({exc}); pass only "
+                f"dicts, lists, strings, numbers, booleans and None, e.g. a date as .isoformat()"
+            ) from exc
+        if "\\u0000" in encoded:
+            raise exceptions.InvalidArgsError(
+                f"cannot enqueue {task!r}: args contain a NUL character (\\x00), which "
+                f"PostgreSQL's jsonb cannot store; remove it or encode the value (e.g. base64)"
+            )
+        if execute_at is not None:
+            if not isinstance(execute_at, datetime.datetime):
+                raise exceptions.InvalidJobError(
+                    f"cannot enqueue {task!r}: execute_at must be a datetime, "
+                    f"got {type(execute_at).__name__} {execute_at!r}"
+                )
+            if settings.USE_TZ and timezone.is_naive(execute_at):
+                raise exceptions.InvalidJobError(
+                    f"cannot enqueue {task!r}: execute_at {execute_at.isoformat()} has no time "
+                    f"zone while USE_TZ is on; use django.utils.timezone.now() + timedelta(...) "
+                    f"or make_aware()"
+                )
+        if priority is None:
+            priority = 0
+        elif isinstance(priority, bool) or not isinstance(priority, int):
+            raise exceptions.InvalidJobError(
+                f"cannot enqueue {task!r}: priority must be an integer, "
+                f"got {type(priority).__name__} {priority!r}"
+            )
+        elif not PRIORITY_MIN <= priority <= PRIORITY_MAX:
+            raise exceptions.InvalidJobError(
+                f"cannot enqueue {task!r}: priority {priority} is out of range "
+                f"({PRIORITY_MIN} to {PRIORITY_MAX})"
+            )
+        return {
+            "task": task,
+            "args": encoded,
+            "execute_at": execute_at,
+            "priority": priority,
+            "queue": self.name,
+        }
+
+    # --- LISTEN / NOTIFY ------------------------------------------------------------------
+
+    def listen(self) -> None:
+        """LISTEN on the queue's channel with this thread's connection."""
+        channel = self._require_channel("listen")
+        connection = connections[self.using]
+        connection.ensure_connection()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                sql.listen_statement(channel).as_string(connection.connection)
+            )
+
+    def wait(self, timeout: float = 30) -> list:
+        """Wait up to ``timeout`` seconds for notifications; return those of this channel."""
+        connection = connections[self.using]
+        connection.ensure_connection()
+        raw = connection.connection
+        raw.poll()
+        notifies = self.filter_notifies()
+        if notifies:
+            return notifies
+        select.select([raw], [], [], timeout)
+        raw.poll()
+        return self.filter_notifies()
+
+    def filter_notifies(self) -> list:
+        raw = connections[self.using].connection
+        mine = [n for n in raw.notifies if n.channel == self.notify_channel]
+        raw.notifies[:] = [n for n in raw.notifies if n.channel != self.notify_channel]
+        return mine
+
+    def notify(self, job: BaseJob | None = None) -> None:
+        """Wake the queue's listeners (delivered when the current transaction commits)."""
+        channel = self._require_channel("notify")
+        sql.execute(self.using, sql.NOTIFY, {"channel": channel})
+
+    def _require_channel(self, what: str) -> str:
+        if not self.notify_channel:
+            raise exceptions.QueueConfigurationError(
+                f"cannot {what}: queue {self.name!r} has no notify_channel; "
+                f"build it with notify_channel='...'"
+            )
+        return self.notify_channel
+
+    # --- Claim and run --------------------------------------------------------------------
+
+    def claim(
+        self, *, limit: int = 1, exclude_ids: Iterable[int] = ()
+    ) -> list[BaseJob]:
+        """Claim up to ``limit`` ready jobs of this queue (deleted, locked until commit)."""
+        rows = sql.fetch_all(
+            self.using,
+            sql.CLAIM_JOBS,
+            {"queue": self.name, "exclude_ids": list(exclude_ids), "limit": limit},
+            job_table=self.job_table,
+        )
+        jobs = [self.job_model.from_claim_row(row) for row in rows]
+        for job in jobs:
+            self.logger.debug(
+                "Claimed job %s (%s)", job.id, job.task, extra=self._log_extra(job)
+            )
+        return jobs
+
+    def run_once(self, exclude_ids: Iterable[int] = ()) -> RunResult | None:
+        """Claim one job and run it; return None, or ``(job, retval, exc)``."""
+        raise NotImplementedError
+
+    def run_job(self, job: BaseJob) -> Any:
+        """Call the job's task and return what it returns (raises what it raises)."""
+        return self.tasks[job.task](self, job)
+
+    def process_job(self, job: BaseJob, *, solo: bool = True) -> RunResult:
+        """Run a claimed job in the current transaction and record its outcome.
+
+        The task runs in a savepoint: if it raises, its writes are rolled back and the job is
+        put back with one more attempt (retried later or marked failed). ``solo`` says that no
+        other job runs in this process meanwhile: only solo starts count towards crash_limit.
+        """
+        accounting = self.has_crash_accounting
+        if accounting and job.solo_starts >= self.crash_limit:
+            exc = exceptions.CrashLimitExceeded(
+                f"the worker died {job.solo_starts} times while running this job alone "
+                f"(crash_limit={self.crash_limit}; {job.starts} starts in all); it is not run "
+                f"again until a person requeues it"
+            )
+            self._put_back(job, exc, give_up=True, error_text=str(exc))
+            return job, None, exc
+        if job.task not in self.tasks:
+            known = ", ".join(sorted(self.tasks)) or "none"
+            exc = exceptions.TaskNotRegisteredError(
+                f"task {job.task!r} is not registered in queue {self.name!r} (known: {known}); "
+                f"deploy code that has it, then requeue the job"
+            )
+            self._put_back(job, exc, give_up=True, error_text=str(exc))
+            return job, None, exc
+        if accounting:
+            self.start_recorder.record([job.id], solo=solo, worker=self.worker_name)
+        signals.job_started.send(sender=type(self), queue=self, job=job)
+        started = time.monotonic()
+        try:
+            with transaction.atomic(using=self.using):
+                retval = self.run_job(job)
+        except (
+            Exception
+        ) as exc:  # the task's own code: what it raises is the job's failure
+            self._put_back(job, exc, give_up=self.at_most_once)
+            return job, None, exc
+        elapsed = time.monotonic() - started
+        if accounting:
+            sql.execute(self.using, sql.CLEAR_JOB_STARTS, {"ids": [job.id]})
+        self.logger.info(
+            "Job %s (%s) succeeded in %.3fs",
+            job.id,
+            job.task,
+            elapsed,
+            extra={**self._log_extra(job), "duration": elapsed},
+        )
+        signals.job_succeeded.send(
+            sender=type(self), queue=self, job=job, retval=retval, duration=elapsed
+        )
+        return job, retval, None
+
+    def _put_back(
+        self,
+        job: BaseJob,
+        exc: BaseException,
+        *,
+        give_up: bool,
+        error_text: str | None = None,
+    ) -> None:
+        """Write a failed run back to the table: a later retry, or failed_at."""
+        job.attempts += 1
+        job.last_error = error_text or "".join(traceback.format_exception(exc))
+        policy = self.retry_policies.get(job.task, self.retry_policy)
+        decision = decide(policy, job.attempts)
+        give_up = give_up or decision.give_up
+        params = {
+            "id": job.id,
+            "created_at": job.created_at,
+            "execute_at": job.execute_at,
+            "give_up": give_up,
+            "retry_in": decision.retry_in,
+            "priority": job.priority,
+            "task": job.task,
+            "args": json.dumps(job.args),
+            "queue": job.queue,
+            "attempts": job.attempts,
+            "last_error": job.last_error,
+        }
+        with transaction.atomic(using=self.using):
+            sql.execute(self.using, sql.PUT_BACK_JOB, params, job_table=self.job_table)
+            if self.has_crash_accounting:
+                sql.execute(self.using, sql.CLEAR_JOB_STARTS, {"ids": [job.id]})
+        extra = {**self._log_extra(job), "attempts": job.attempts}
+        if give_up:
+            job.failed_at = timezone.now()
+            self.logger.error(
+                "Job %s (%s) failed after %s attempt(s) and is kept as failed: %s",
+                job.id,
+                job.task,
+                job.attempts,
+                _one_line(exc),
+                exc_info=exc if error_text is None else None,
+                extra=extra,
+            )
+        else:
+            job.execute_at = timezone.now() + datetime.timedelta(
+                seconds=decision.retry_in
+            )
+            self.logger.warning(
+                "Job %s (%s) failed (attempt %s of %s); retrying in %.1fs: %s",
+                job.id,
+                job.task,
+                job.attempts,
+                policy.max_attempts,
+                decision.retry_in,
+                _one_line(exc),
+                exc_info=exc,
+                extra=extra,
+            )
+        signals.job_failed.send(
+            sender=type(self), queue=self, job=job, exc=exc, will_retry=not give_up
+        )
+
+    def _log_extra(self, job: BaseJob) -> dict[str, Any]:
+        return {"job_id": job.id, "task": job.task, "queue": self.name}
+
+    # --- Crash accounting -----------------------------------------------------------------
+
+    @property
+    def start_recorder(self) -> StartRecorder:
+        with self._recorder_lock:
+            if self._start_recorder is None:
+                name = f"dpq:{self.name}:{socket.gethostname()}:{os.getpid()}:starts"
+                self._start_recorder = StartRecorder(self.using, name)
+            return self._start_recorder
+
+    def close(self) -> None:
+        """Close the crash-accounting connection (the worker does this on shutdown)."""
+        if self._start_recorder is not None:
+            self._start_recorder.close()
+
+
+class AtLeastOnceQueue(Queue):
+    """Run each job inside the transaction that claims it: its writes and its removal commit
+    together, and a worker that dies returns the job to the queue."""
+
+    def run_once(self, exclude_ids: Iterable[int] = ()) -> RunResult | None:
+        with transaction.atomic(using=self.using):
+            jobs = self.claim(exclude_ids=exclude_ids)
+            if not jobs:
+                return None
+            return self.process_job(jobs[0])
+
+
+class AtMostOnceQueue(Queue):
+    """Commit the claim before running the job: a worker that dies loses the job, and a task
+    that raises leaves the job failed, never retried by itself."""
+
+    at_most_once = True
+
+    def run_once(self, exclude_ids: Iterable[int] = ()) -> RunResult | None:
+        if connections[self.using].in_atomic_block:
+            raise exceptions.DpqError(
+                "AtMostOnceQueue.run_once() was called inside a transaction; the claim must "
+                "commit before the task runs, so call it outside transaction.atomic()"
+            )
+        jobs = self.claim(exclude_ids=exclude_ids)
+        if not jobs:
+            return None
+        return self.process_job(jobs[0])
+
+
+def _one_line(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text.splitlines()[0] if text else type(exc).__name__

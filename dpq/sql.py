@@ -1,0 +1,234 @@
+"""Every SQL statement dpq and dpq_admin run, named, with their locking behaviour.
+
+Values are always bound as named parameters (``%(name)s``). The only text substituted into
+a statement is a table name our own models define (``{job_table}``, ``{start_table}``),
+quoted with the connection's ``quote_name``. A notify channel is free-form, so LISTEN is
+composed with psycopg2's ``sql.Identifier`` and NOTIFY binds the channel as a value.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS, connections
+from psycopg2 import sql as pg_sql
+
+START_TABLE = "dpq_jobstart"
+
+# The job columns every claim returns, in the order BaseJob.from_claim_row reads them.
+# args comes back as text: Django switches off psycopg2's jsonb decoding on its connections.
+_JOB_COLUMNS = "id, created_at, execute_at, priority, task, args::text, queue, attempts, last_error, failed_at"
+
+# --- Claim and run -----------------------------------------------------------------------
+
+# Claim up to %(limit)s of the best ready jobs of one queue and delete them, returning each
+# with its start counts (crash accounting; 0 when it never started). The row locks last until
+# the caller's transaction ends; SKIP LOCKED passes over rows other workers hold instead of
+# waiting for them. ARRAY(...) makes the choice an InitPlan, so the DELETE is a primary-key
+# lookup and the choice walks dpq_job_claim_idx in order: no Sort, no Seq Scan.
+CLAIM_JOBS = (
+    """
+    WITH claimed AS (
+        DELETE FROM {job_table} WHERE id = ANY(ARRAY(
+            SELECT id FROM {job_table}
+            WHERE queue = %(queue)s AND failed_at IS NULL AND execute_at <= now()
+              AND id <> ALL(%(exclude_ids)s::bigint[])
+            ORDER BY priority DESC, execute_at, id
+            FOR UPDATE SKIP LOCKED
+            LIMIT %(limit)s
+        ))
+        RETURNING """
+    + _JOB_COLUMNS
+    + """
+    )
+    SELECT claimed.*, COALESCE(s.starts, 0), COALESCE(s.solo_starts, 0)
+    FROM claimed LEFT JOIN {start_table} s ON s.job_id = claimed.id
+    ORDER BY claimed.priority DESC, claimed.execute_at, claimed.id
+"""
+)
+
+# When the next delayed job of a queue is due (NULL when there is none): idle workers sleep
+# until then instead of polling. Reads dpq_job_due_idx; takes no locks.
+NEXT_DUE_AT = """
+    SELECT min(execute_at) FROM {job_table}
+    WHERE queue = %(queue)s AND failed_at IS NULL AND execute_at > now()
+"""
+
+# Count a start of each job before its task runs (crash accounting). Runs on its own
+# connection in autocommit with synchronous_commit off, so it is committed (and survives the
+# claim's rollback if the process dies) without waiting for a WAL flush.
+RECORD_JOB_STARTS = """
+    INSERT INTO {start_table} AS s (job_id, starts, solo_starts, started_at, worker)
+    SELECT job_id, 1, %(solo)s::int, now(), %(worker)s
+    FROM unnest(%(ids)s::bigint[]) AS job_id
+    ON CONFLICT (job_id) DO UPDATE
+        SET starts = s.starts + 1,
+            solo_starts = s.solo_starts + EXCLUDED.solo_starts,
+            started_at = EXCLUDED.started_at,
+            worker = EXCLUDED.worker
+"""
+
+# Forget the starts of jobs whose run finished (success or recorded failure). Runs inside the
+# claim transaction, so it commits or rolls back with the job's removal.
+CLEAR_JOB_STARTS = """
+    DELETE FROM {start_table} WHERE job_id = ANY(%(ids)s::bigint[])
+"""
+
+# Put a claimed job back after its task raised: with one more attempt, the traceback, and
+# either a later execute_at (retry) or failed_at (given up). Same id, so history and links
+# survive. Runs in the claim transaction after rolling back the task's savepoint.
+PUT_BACK_JOB = """
+    INSERT INTO {job_table}
+        (id, created_at, execute_at, priority, task, args, queue, attempts, last_error, failed_at)
+    VALUES (
+        %(id)s, %(created_at)s,
+        CASE WHEN %(give_up)s THEN %(execute_at)s
+             ELSE now() + make_interval(secs => %(retry_in)s) END,
+        %(priority)s, %(task)s, %(args)s::jsonb, %(queue)s, %(attempts)s, %(last_error)s,
+        CASE WHEN %(give_up)s THEN now() END
+    )
+"""
+
+# --- Enqueue -------------------------------------------------------------------------------
+
+# Insert one job. execute_at NULL means now().
+INSERT_JOB = (
+    """
+    INSERT INTO {job_table} (created_at, execute_at, priority, task, args, queue)
+    VALUES (now(), COALESCE(%(execute_at)s, now()), %(priority)s, %(task)s, %(args)s::jsonb,
+            %(queue)s)
+    RETURNING """
+    + _JOB_COLUMNS
+)
+
+# Insert one job and notify listeners in the same round trip. The payload is constant, so
+# PostgreSQL folds every notification of one transaction into one.
+INSERT_JOB_AND_NOTIFY = (
+    """
+    WITH job AS ("""
+    + INSERT_JOB
+    + """
+    ), notified AS (SELECT pg_notify(%(channel)s, ''))
+    SELECT job.* FROM job, notified
+"""
+)
+
+# Insert many jobs with one statement: parallel arrays, unnested row by row.
+INSERT_JOBS = """
+    INSERT INTO {job_table} (created_at, execute_at, priority, task, args, queue)
+    SELECT now(), COALESCE(e, now()), p, t, a, %(queue)s
+    FROM unnest(%(execute_ats)s::timestamptz[], %(priorities)s::int[], %(tasks)s::text[],
+                %(args)s::jsonb[]) AS item(e, p, t, a)
+    RETURNING id, created_at, execute_at
+"""
+
+# Wake the queue's listeners. The channel is a bound value, never part of the statement.
+NOTIFY = """
+    SELECT pg_notify(%(channel)s, '')
+"""
+
+# --- Repair ---------------------------------------------------------------------------------
+
+# Make failed or delayed jobs ready now. Rows a worker holds (running jobs) are skipped, not
+# waited for. Returns one row: requeued, skipped because running, skipped because already
+# queued, ids that no longer exist.
+REQUEUE_JOBS = """
+    WITH wanted AS (
+        SELECT id FROM {job_table} WHERE id = ANY(%(ids)s::bigint[])
+    ), locked AS (
+        SELECT id FROM {job_table} WHERE id = ANY(%(ids)s::bigint[]) FOR UPDATE SKIP LOCKED
+    ), requeued AS (
+        UPDATE {job_table} j
+        SET failed_at = NULL, execute_at = now(),
+            attempts = CASE WHEN %(reset_attempts)s THEN 0 ELSE j.attempts END
+        FROM locked
+        WHERE j.id = locked.id AND (j.failed_at IS NOT NULL OR j.execute_at > now())
+        RETURNING j.id
+    )
+    SELECT (SELECT count(*) FROM requeued),
+           (SELECT count(*) FROM wanted) - (SELECT count(*) FROM locked),
+           (SELECT count(*) FROM locked) - (SELECT count(*) FROM requeued),
+           cardinality(%(ids)s::bigint[]) - (SELECT count(*) FROM wanted)
+"""
+
+# Delete jobs by id, skipping rows a worker holds. Returns one row: deleted, skipped because
+# running, ids that no longer exist.
+DELETE_JOBS = """
+    WITH wanted AS (
+        SELECT id FROM {job_table} WHERE id = ANY(%(ids)s::bigint[])
+    ), locked AS (
+        SELECT id FROM {job_table} WHERE id = ANY(%(ids)s::bigint[]) FOR UPDATE SKIP LOCKED
+    ), deleted AS (
+        DELETE FROM {job_table} j USING locked WHERE j.id = locked.id RETURNING j.id
+    )
+    SELECT (SELECT count(*) FROM deleted),
+           (SELECT count(*) FROM wanted) - (SELECT count(*) FROM locked),
+           cardinality(%(ids)s::bigint[]) - (SELECT count(*) FROM wanted)
+"""
+
+# --- Connection set-up ---------------------------------------------------------------------
+
+# Name a connection so pg_stat_activity (and the dashboard) can tell workers apart.
+SET_APPLICATION_NAME = """
+    SELECT set_config('application_name', %(name)s, false)
+"""
+
+# Make the crash-accounting connection's commits cheap: a start record lost in a power cut
+# only costs one crash mark.
+SET_ASYNCHRONOUS_COMMIT = """
+    SET synchronous_commit = off
+"""
+
+
+def listen_statement(channel: str) -> pg_sql.Composed:
+    """LISTEN on a channel, quoted as an identifier (safe for quotes, spaces, semicolons)."""
+    return pg_sql.SQL("LISTEN {}").format(pg_sql.Identifier(channel))
+
+
+def unlisten_statement(channel: str) -> pg_sql.Composed:
+    return pg_sql.SQL("UNLISTEN {}").format(pg_sql.Identifier(channel))
+
+
+@functools.lru_cache(maxsize=256)
+def render(statement: str, job_table: str = "dpq_job") -> str:
+    """Fill a statement's table placeholders, quoted as PostgreSQL identifiers."""
+    quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
+    return statement.format(job_table=quote(job_table), start_table=quote(START_TABLE))
+
+
+def execute(
+    using: str,
+    statement: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    job_table: str = "dpq_job",
+) -> int:
+    with connections[using].cursor() as cursor:
+        cursor.execute(render(statement, job_table), params)
+        return cursor.rowcount
+
+
+def fetch_all(
+    using: str,
+    statement: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    job_table: str = "dpq_job",
+) -> list[tuple]:
+    with connections[using].cursor() as cursor:
+        cursor.execute(render(statement, job_table), params)
+        return cursor.fetchall()
+
+
+def fetch_one(
+    using: str,
+    statement: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    job_table: str = "dpq_job",
+) -> tuple | None:
+    with connections[using].cursor() as cursor:
+        cursor.execute(render(statement, job_table), params)
+        return cursor.fetchone()
