@@ -1,0 +1,533 @@
+"""The worker process: a pool of threads, each with its own connection, and a dispatcher.
+
+The main thread LISTENs on its own connection and wakes one idle thread per notification.
+A thread that claims a job wakes the next idle one before running it, so one notification
+for a batch of jobs fans out over the pool. Without notifications the dispatcher checks
+for ready work every ``delay`` seconds, and sooner when a delayed job falls due.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import psycopg2
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    connections,
+    transaction,
+)
+from django.utils import timezone
+
+from dpq import sql
+
+if TYPE_CHECKING:
+    from dpq.models import BaseJob
+    from dpq.queue import Queue, RunResult
+
+logger = logging.getLogger(__name__)
+
+# Reconnect backoff after a lost connection: quick first, then at most every 10 s.
+RECONNECT_MIN_DELAY = 0.2
+RECONNECT_MAX_DELAY = 10.0
+# What PostgreSQL says when it ends a session that sat idle inside its transaction.
+IDLE_TIMEOUT_MESSAGE = "idle-in-transaction timeout"
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    threads: int = 1
+    listen: bool | None = None  # None: listen when the queue has a notify channel
+    delay: float = 1.0
+    burst: bool = False
+    max_jobs: int | None = None
+    grace: float = 30.0
+
+
+def application_name(queue_name: str, role: str) -> str:
+    """``dpq:<queue>:<host>:<pid>:<role>``, cut to PostgreSQL's 63 bytes (queue and host first)."""
+    host = socket.gethostname().split(".")[0]
+    tail = f":{os.getpid()}:{role}"
+    room = 63 - len("dpq:") - len(tail) - 1
+    queue_part = queue_name.encode()[: max(8, room // 2)].decode(errors="ignore")
+    host_part = host.encode()[: max(0, room - len(queue_part.encode()))].decode(
+        errors="ignore"
+    )
+    return f"dpq:{queue_part}:{host_part}{tail}"[:63]
+
+
+def describe_database(using: str) -> str:
+    """The database a worker uses, for logs: user@host:port/name, never the password."""
+    params = connections[using].settings_dict
+    host = params.get("HOST") or "local socket"
+    port = f":{params['PORT']}" if params.get("PORT") else ""
+    user = f"{params['USER']}@" if params.get("USER") else ""
+    return f"{user}{host}{port}/{params.get('NAME')}"
+
+
+class SoloGate:
+    """A readers-writer lock that lets a suspect job run alone.
+
+    Ordinary runs hold it shared. A job that was running when a worker died takes it
+    exclusively: it waits for the running jobs to finish, and while it waits or runs no
+    thread claims anything (waiting writers block new readers), so if it kills the process
+    again, it dies alone and the crash is its own.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+        self._waiting = 0
+
+    def acquire_shared(self) -> None:
+        with self._cond:
+            while self._exclusive or self._waiting:
+                self._cond.wait()
+            self._shared += 1
+
+    def release_shared(self) -> None:
+        with self._cond:
+            self._shared -= 1
+            self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            self._waiting += 1
+            while self._exclusive or self._shared:
+                self._cond.wait()
+            self._waiting -= 1
+            self._exclusive = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._exclusive = False
+                self._cond.notify_all()
+
+
+class WorkerThread(threading.Thread):
+    """Claims and runs jobs on its own database connection until the pool stops."""
+
+    def __init__(self, pool: WorkerPool, number: int) -> None:
+        super().__init__(name=f"dpq-worker-{number}", daemon=True)
+        self.pool = pool
+        self.number = number
+        self.wake = threading.Event()
+        self.role = f"t{number}"
+
+    def run(self) -> None:
+        pool = self.pool
+        failures = 0
+        try:
+            while not pool.stopping.is_set():
+                if not pool.reserve_job():
+                    break
+                try:
+                    ran = self.run_one()
+                    failures = 0
+                except Exception as exc:  # outside any task: log, reconnect, go on
+                    pool.release_job()
+                    failures += 1
+                    self.handle_error(exc, failures)
+                    continue
+                if ran:
+                    continue
+                pool.release_job()
+                if pool.options.burst:
+                    break
+                pool.idle(self)
+        finally:
+            connections[pool.queue.using].close()
+            pool.thread_finished(self)
+
+    def ensure_connection(self) -> None:
+        connection = connections[self.pool.queue.using]
+        if connection.connection is None or connection.connection.closed:
+            connection.ensure_connection()
+            name = application_name(self.pool.queue.name, self.role)
+            with connection.cursor() as cursor:
+                cursor.execute(sql.SET_APPLICATION_NAME, {"name": name})
+
+    def run_one(self) -> bool:
+        """Claim one job and run it; False when no job was ready."""
+        pool = self.pool
+        queue = pool.queue
+        self.ensure_connection()
+        if queue.at_most_once:
+            pool.gate.acquire_shared()
+            try:
+                jobs = queue.claim()
+                if not jobs:
+                    return False
+                pool.wake_one()
+                pool.note_result(
+                    queue.process_job(jobs[0], solo=pool.options.threads == 1)
+                )
+            finally:
+                pool.gate.release_shared()
+            return True
+        with transaction.atomic(using=queue.using):
+            pool.gate.acquire_shared()
+            holding = True
+            try:
+                jobs = queue.claim()
+                if not jobs:
+                    return False
+                job = jobs[0]
+                pool.wake_one()
+                if self.is_suspect(job):
+                    pool.gate.release_shared()
+                    holding = False
+                    result = self.run_alone(job)
+                else:
+                    result = queue.process_job(job, solo=pool.options.threads == 1)
+                pool.note_result(result)
+            finally:
+                if holding:
+                    pool.gate.release_shared()
+        return True
+
+    def is_suspect(self, job: BaseJob) -> bool:
+        queue = self.pool.queue
+        return (
+            queue.has_crash_accounting
+            and self.pool.options.threads > 1
+            and job.starts > 0
+            and job.solo_starts < queue.crash_limit
+        )
+
+    def run_alone(self, job: BaseJob) -> RunResult:
+        logger.warning(
+            "Job %s (%s) was running when a worker died (%s starts, %s alone); running it alone",
+            job.id,
+            job.task,
+            job.starts,
+            job.solo_starts,
+            extra={"job_id": job.id, "task": job.task, "queue": self.pool.queue.name},
+        )
+        with self.pool.gate.exclusive():
+            return self.pool.queue.process_job(job, solo=True)
+
+    def handle_error(self, exc: BaseException, failures: int) -> None:
+        connection = connections[self.pool.queue.using]
+        delay = min(RECONNECT_MAX_DELAY, RECONNECT_MIN_DELAY * 2 ** (failures - 1))
+        if IDLE_TIMEOUT_MESSAGE in str(exc):
+            logger.warning(
+                "Worker thread %s: PostgreSQL ended the connection because a job's transaction "
+                "sat idle longer than idle_in_transaction_session_timeout; the job returns to the "
+                "queue and counts as a crash. Raise that setting for the worker's role or make "
+                "the task shorter. Reconnecting in %.1fs",
+                self.role,
+                delay,
+            )
+        elif isinstance(exc, OperationalError | InterfaceError) or not _is_usable(
+            connection
+        ):
+            logger.warning(
+                "Worker thread %s lost its database connection (%s); reconnecting in %.1fs",
+                self.role,
+                str(exc).strip().splitlines()[0]
+                if str(exc).strip()
+                else type(exc).__name__,
+                delay,
+            )
+        else:
+            logger.exception(
+                "Worker thread %s: error outside a task; retrying in %.1fs",
+                self.role,
+                delay,
+            )
+        connection.close()
+        self.pool.stopping.wait(delay)
+
+
+def _is_usable(connection: Any) -> bool:
+    try:
+        return connection.connection is not None and connection.is_usable()
+    except DatabaseError:
+        return False
+
+
+class WorkerPool:
+    """N worker threads for one queue, and the dispatcher that wakes them."""
+
+    def __init__(self, queue: Queue, options: WorkerOptions) -> None:
+        if options.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {options.threads}")
+        self.queue = queue
+        self.options = options
+        self.listen = (
+            bool(queue.notify_channel) if options.listen is None else options.listen
+        )
+        if self.listen and not queue.notify_channel:
+            raise ValueError(
+                f"cannot listen: queue {queue.name!r} has no notify_channel; "
+                f"build it with notify_channel='...' or run without --listen"
+            )
+        self.gate = SoloGate()
+        self.stopping = threading.Event()
+        self.jobs_started = 0
+        self._lock = threading.Lock()
+        self._idle: list[WorkerThread] = []
+        self._pending_wakes = 0
+        self._due_hint: float | None = None
+        self._threads: list[WorkerThread] = []
+        self._running_threads = 0
+        self._signals = 0
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._listener: Any = None
+
+    # --- Coordination between threads ------------------------------------------------
+
+    def reserve_job(self) -> bool:
+        """Count a job towards --max-jobs before claiming it; False once the limit is reached."""
+        with self._lock:
+            if (
+                self.options.max_jobs is not None
+                and self.jobs_started >= self.options.max_jobs
+            ):
+                self.stop()
+                return False
+            self.jobs_started += 1
+            return True
+
+    def release_job(self) -> None:
+        with self._lock:
+            self.jobs_started -= 1
+
+    def wake_one(self) -> None:
+        """Wake one idle thread; remembered if none is idle, so a wake-up is never lost."""
+        with self._lock:
+            if self._idle:
+                self._idle.pop().wake.set()
+            elif self._pending_wakes < self.options.threads:
+                self._pending_wakes += 1
+
+    def idle(self, thread: WorkerThread) -> None:
+        """Wait until woken, or until the poll interval passes."""
+        with self._lock:
+            if self._pending_wakes:
+                self._pending_wakes -= 1
+                return
+            thread.wake.clear()
+            self._idle.append(thread)
+        logger.debug("Worker thread %s is idle", thread.role)
+        thread.wake.wait(self.options.delay)
+        with self._lock:
+            if thread in self._idle:
+                self._idle.remove(thread)
+
+    def note_result(self, result: RunResult) -> None:
+        """Tell the dispatcher when a job put back for a retry falls due."""
+        job, _, exc = result
+        if exc is None or job.failed_at is not None:
+            return
+        due = time.monotonic() + max(
+            0.0, (job.execute_at - timezone.now()).total_seconds()
+        )
+        with self._lock:
+            if self._due_hint is None or due < self._due_hint:
+                self._due_hint = due
+        self._poke()
+
+    def thread_finished(self, thread: WorkerThread) -> None:
+        with self._lock:
+            self._running_threads -= 1
+            if thread in self._idle:
+                self._idle.remove(thread)
+        self._poke()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        with self._lock:
+            for thread in self._idle:
+                thread.wake.set()
+        self._poke()
+
+    def _poke(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._wake_w, b"x")
+
+    # --- The main thread -----------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until stopped (signal, --burst, --max-jobs); return the process exit code."""
+        self.install_signal_handlers()
+        delivery = "at-most-once" if self.queue.at_most_once else "at-least-once"
+        logger.info(
+            "dpq worker started: queue %r, %s threads, %s, %s delivery, database %s",
+            self.queue.name,
+            self.options.threads,
+            f"listening on {self.queue.notify_channel!r}"
+            if self.listen
+            else f"polling every {self.options.delay}s",
+            delivery,
+            describe_database(self.queue.using),
+            extra={"queue": self.queue.name, "threads": self.options.threads},
+        )
+        self._running_threads = self.options.threads
+        for number in range(1, self.options.threads + 1):
+            thread = WorkerThread(self, number)
+            self._threads.append(thread)
+            thread.start()
+        try:
+            self.dispatch()
+        finally:
+            self.close_listener()
+        return self.finish()
+
+    def dispatch(self) -> None:
+        """Wake threads on notifications and when delayed jobs fall due, until stopped."""
+        failures = 0
+        next_check = 0.0
+        next_due: float | None = None
+        while not self.stopping.is_set():
+            with self._lock:
+                if self._running_threads == 0:
+                    return
+                if self._due_hint is not None:
+                    if next_due is None or self._due_hint < next_due:
+                        next_due = self._due_hint
+                    self._due_hint = None
+            now = time.monotonic()
+            try:
+                if self._listener is None:
+                    self._listener = self.connect_listener()
+                    failures = 0
+                    self.wake_one()
+                if now >= next_check or (next_due is not None and now >= next_due):
+                    has_ready, next_due = self.check_due()
+                    next_check = now + self.options.delay
+                    if has_ready:
+                        self.wake_one()
+                timeout = next_check - time.monotonic()
+                if next_due is not None:
+                    timeout = min(timeout, next_due - time.monotonic())
+                readable = self.wait_readable(max(0.0, timeout))
+                if self._listener in readable:
+                    self._listener.poll()
+                    count = len(self._listener.notifies)
+                    self._listener.notifies.clear()
+                    if count:
+                        logger.debug("Woken by %s notification(s)", count)
+                        for _ in range(min(count, self.options.threads)):
+                            self.wake_one()
+                        next_check = (
+                            0.0  # a delayed job may have been added: look again
+                        )
+            except psycopg2.Error as exc:
+                failures += 1
+                delay = min(
+                    RECONNECT_MAX_DELAY, RECONNECT_MIN_DELAY * 2 ** (failures - 1)
+                )
+                logger.warning(
+                    "The listening connection was lost (%s); reconnecting in %.1fs",
+                    str(exc).strip().splitlines()[0]
+                    if str(exc).strip()
+                    else type(exc).__name__,
+                    delay,
+                )
+                self.close_listener()
+                self.stopping.wait(delay)
+
+    def wait_readable(self, timeout: float) -> list:
+        readable, _, _ = select.select([self._listener, self._wake_r], [], [], timeout)
+        if self._wake_r in readable:
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._wake_r, 1024)
+        return readable
+
+    def connect_listener(self) -> Any:
+        """The main thread's own connection: LISTEN, and the due-job checks."""
+        wrapper = connections[self.queue.using]
+        raw = wrapper.get_new_connection(wrapper.get_connection_params())
+        raw.autocommit = True
+        with raw.cursor() as cursor:
+            name = application_name(self.queue.name, "listen")
+            cursor.execute(sql.SET_APPLICATION_NAME, {"name": name})
+            if self.listen:
+                cursor.execute(sql.listen_statement(self.queue.notify_channel))
+        return raw
+
+    def check_due(self) -> tuple[bool, float | None]:
+        """Is a job ready now, and when (monotonic time) is the next delayed one due?"""
+        statement = sql.render(sql.CHECK_DUE_JOBS, self.queue.job_table)
+        with self._listener.cursor() as cursor:
+            cursor.execute(statement, {"queue": self.queue.name})
+            has_ready, next_due_at = cursor.fetchone()
+        if next_due_at is None:
+            return bool(has_ready), None
+        seconds = (next_due_at - timezone.now()).total_seconds()
+        return bool(has_ready), time.monotonic() + max(0.0, seconds)
+
+    def close_listener(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(psycopg2.Error):
+                self._listener.close()
+            self._listener = None
+
+    def finish(self) -> int:
+        """Wait for the threads (up to --grace once stopping) and close everything."""
+        deadline = time.monotonic() + self.options.grace
+        for thread in self._threads:
+            remaining = deadline - time.monotonic() if self.stopping.is_set() else None
+            thread.join(remaining if remaining is None else max(0.0, remaining))
+        alive = [t.role for t in self._threads if t.is_alive()]
+        if alive:
+            logger.error(
+                "Grace period of %ss is over and threads %s still run a job; exiting: their "
+                "at-least-once jobs roll back and return to the queue",
+                self.options.grace,
+                ", ".join(alive),
+            )
+            self.queue.close()
+            logging.shutdown()
+            os._exit(1)
+        self.queue.close()
+        logger.info("dpq worker stopped after %s job(s)", self.jobs_started)
+        return 0
+
+    def install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        signal.signal(signal.SIGTERM, self.handle_signal)
+        signal.signal(signal.SIGINT, self.handle_signal)
+
+    def handle_signal(self, signum: int, frame: Any) -> None:
+        self._signals += 1
+        name = signal.Signals(signum).name
+        if self._signals == 1:
+            logger.info(
+                "Received %s: no new jobs are claimed; running jobs may finish for up to %ss "
+                "(send it again to exit at once)",
+                name,
+                self.options.grace,
+            )
+            self.stop()
+            return
+        logger.warning(
+            "Received %s again: exiting at once; running at-least-once jobs roll back and "
+            "return to the queue",
+            name,
+        )
+        logging.shutdown()
+        os._exit(1)
+
+
+def run_worker(queue: Queue, options: WorkerOptions) -> int:
+    """Run a worker pool for ``queue`` in this process; return its exit code."""
+    return WorkerPool(queue, options).run()

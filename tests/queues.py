@@ -1,0 +1,16 @@
+"""Queue instances that worker subprocesses load by dotted path (tests.queues.<name>)."""
+
+from __future__ import annotations
+
+from dpq.queue import AtLeastOnceQueue, AtMostOnceQueue
+from dpq.retry import FixedBackoff
+from tests import tasks
+
+queue = AtLeastOnceQueue(
+    tasks=tasks.TASKS, notify_channel="dpq-tests", backoff=FixedBackoff(0.5), crash_limit=3
+)
+polling_queue = AtLeastOnceQueue(tasks=tasks.TASKS, backoff=FixedBackoff(0.5), crash_limit=3)
+unaccounted_queue = AtLeastOnceQueue(
+    tasks=tasks.TASKS, notify_channel="dpq-tests", backoff=FixedBackoff(0.5), crash_limit=None
+)
+at_most_once_queue = AtMostOnceQueue(tasks=tasks.TASKS, notify_channel="dpq-tests")
