@@ -13,7 +13,9 @@ from dpq.queue import AtLeastOnceQueue
 from tests import tasks
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.05):
+def wait_until(
+    predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.05
+):
     """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -60,3 +62,81 @@ def count_jobs():
 def _reset_queue_connections():
     yield
     connection.close_if_unusable_or_obsolete()
+
+
+def test_database_url() -> str:
+    """The URL of the database the running test uses (pytest-django's test database).
+
+    Child processes get it through their environment so that they work on the same tables.
+    """
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    auth = db["USER"] or ""
+    if db.get("PASSWORD"):
+        auth += ":" + db["PASSWORD"]
+    host = db["HOST"] or "127.0.0.1"
+    port = db["PORT"] or 5432
+    return f"postgres://{auth}@{host}:{port}/{db['NAME']}"
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """Environment for a child process that works on the test database."""
+    import os
+
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=test_database_url(),
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def other_connection():
+    """A second, raw psycopg2 connection to the test database (autocommit off), closed after."""
+    raw = connection.get_new_connection(connection.get_connection_params())
+    yield raw
+    raw.close()
+
+
+@pytest.fixture
+def gate():
+    """The gate that tests.tasks.wait_at_gate stops at; opened at teardown so no thread hangs."""
+    tasks.GATE = tasks.Gate()
+    yield tasks.GATE
+    tasks.GATE.release.set()
+
+
+def run_threads(
+    target: Callable[[], object], count: int, timeout: float = 60.0
+) -> list:
+    """Run ``target`` in ``count`` threads, each with its own connection; return their results.
+
+    A thread's exception fails the test; each thread closes its connection when done.
+    """
+    import threading
+
+    results: list = [None] * count
+    errors: list[BaseException] = []
+
+    def run(n: int) -> None:
+        try:
+            results[n] = target()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    alive = [t for t in threads if t.is_alive()]
+    assert not alive, f"{len(alive)} thread(s) still running after {timeout}s"
+    if errors:
+        raise errors[0]
+    return results

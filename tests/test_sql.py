@@ -1,0 +1,191 @@
+"""Every statement in dpq.sql parses and plans, and the claim stays on its index at scale."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+
+import pytest
+from django.db import connection
+
+from dpq import sql
+
+NOW = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
+
+# A dummy value of the right type for each placeholder name a statement may use. A statement
+# that brings a new name fails test_every_placeholder_has_a_dummy_value until one is added.
+DUMMY_PARAMS = {
+    "queue": "default",
+    "exclude_ids": [1, 2],
+    "limit": 1,
+    "ids": [1, 2],
+    "solo": True,
+    "worker": "host:1",
+    "id": 1,
+    "created_at": NOW,
+    "execute_at": NOW,
+    "give_up": False,
+    "retry_in": 1.5,
+    "priority": 0,
+    "task": "noop",
+    "args": "{}",
+    "attempts": 1,
+    "last_error": "Traceback ...",
+    "channel": "dpq-tests",
+    "execute_ats": [NOW, None],
+    "priorities": [0, 1],
+    "tasks": ["noop", "noop"],
+    "reset_attempts": False,
+    "name": "dpq:test",
+    "running_ids": [1],
+    "table_name": "dpq_job",
+}
+
+# Placeholders whose type depends on the statement.
+STATEMENT_PARAMS = {
+    "INSERT_JOBS": {"args": ["{}", '{"a": 1}']},
+}
+
+# Statements EXPLAIN cannot take (utility commands): they are executed instead.
+EXECUTED = {"SET_ASYNCHRONOUS_COMMIT"}
+
+# Statements that need an extension the test database may lack.
+NEEDS_EXTENSION = {"RUNNING_JOBS": "pgrowlocks", "CREATE_PGROWLOCKS_EXTENSION": None}
+
+# Upper-case strings in dpq.sql that are not statements.
+NOT_STATEMENTS = {"START_TABLE", "DEFAULT_DB_ALIAS"}
+
+PLACEHOLDER = re.compile(r"%\((\w+)\)s")
+
+
+def statements() -> list[str]:
+    return sorted(
+        name
+        for name, value in vars(sql).items()
+        if name.isupper()
+        and isinstance(value, str)
+        and not name.startswith("_")
+        and name not in NOT_STATEMENTS
+    )
+
+
+def params_for(name: str) -> dict:
+    text = getattr(sql, name)
+    wanted = set(PLACEHOLDER.findall(text))
+    return {
+        key: STATEMENT_PARAMS.get(name, {}).get(key, DUMMY_PARAMS.get(key))
+        for key in wanted
+    }
+
+
+def test_sql_module_has_statements():
+    assert {"CLAIM_JOBS", "INSERT_JOB", "INSERT_JOBS", "REQUEUE_JOBS"} <= set(
+        statements()
+    )
+
+
+@pytest.mark.parametrize("name", statements())
+def test_every_placeholder_has_a_dummy_value(name):
+    missing = set(PLACEHOLDER.findall(getattr(sql, name))) - set(DUMMY_PARAMS)
+    assert not missing, f"add dummy values for {sorted(missing)} to DUMMY_PARAMS"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", statements())
+def test_statement_plans(name):
+    with connection.cursor() as cursor:
+        if name in NEEDS_EXTENSION:
+            extension = NEEDS_EXTENSION[name]
+            if extension is None:
+                return  # creating an extension has no plan; the dashboard's tests run it
+            cursor.execute("SELECT 1 FROM pg_extension WHERE extname = %s", [extension])
+            if cursor.fetchone() is None:
+                cursor.execute(f"CREATE EXTENSION {extension}")
+        text = sql.render(getattr(sql, name))
+        if name in EXECUTED:
+            cursor.execute(text, params_for(name))
+        else:
+            cursor.execute("EXPLAIN " + text, params_for(name))
+            assert cursor.fetchall()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("channel", ["dpq-tests", 'my-queue"; DROP TABLE canary; --'])
+def test_listen_and_unlisten_statements_run(channel):
+    with connection.cursor() as cursor:
+        cursor.execute(sql.listen_statement(channel).as_string(cursor.cursor))
+        cursor.execute(sql.unlisten_statement(channel).as_string(cursor.cursor))
+
+
+def test_render_quotes_the_table_name():
+    rendered = sql.render(sql.CLAIM_JOBS, job_table="odd table")
+
+    assert '"odd table"' in rendered
+    assert '"dpq_jobstart"' in rendered
+    assert "{" not in rendered.replace("{}", "")
+
+
+# --- The claim's plan on a big table ------------------------------------------------------
+
+
+def _plan_nodes(plan: dict):
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _plan_nodes(child)
+
+
+def _reads_job_table(plan: dict) -> bool:
+    """Whether rows of dpq_job flow into this node (its CTEs and InitPlans aside)."""
+    inputs = [
+        child
+        for child in plan.get("Plans", [])
+        if child.get("Parent Relationship") not in ("InitPlan", "SubPlan")
+    ]
+    return plan.get("Relation Name") == "dpq_job" or any(map(_reads_job_table, inputs))
+
+
+@pytest.fixture
+def big_job_table(django_db_blocker):
+    """200,000 queued + 200,000 delayed + 20,000 failed jobs over three queues, analyzed."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO dpq_job (created_at, execute_at, priority, task, args, queue,
+                                 attempts, last_error, failed_at)
+            SELECT now(),
+                   CASE WHEN n % 21 < 10 THEN now() - make_interval(secs => n)
+                        ELSE now() + make_interval(secs => n) END,
+                   n % 5, 'noop', '{}', 'q' || (n % 3), 0, '',
+                   CASE WHEN n % 21 = 20 THEN now() END
+            FROM generate_series(1, 420000) AS n
+            """
+        )
+        cursor.execute("ANALYZE dpq_job")
+        cursor.execute(
+            "SELECT count(*) FILTER (WHERE failed_at IS NULL AND execute_at <= now()),"
+            "       count(*) FILTER (WHERE failed_at IS NULL AND execute_at > now()),"
+            "       count(*) FILTER (WHERE failed_at IS NOT NULL) FROM dpq_job"
+        )
+        return cursor.fetchone()
+
+
+@pytest.mark.django_db
+def test_claim_plan_uses_the_claim_index_on_a_big_table(big_job_table):
+    assert big_job_table == (200_000, 200_000, 20_000)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "EXPLAIN (FORMAT JSON) " + sql.render(sql.CLAIM_JOBS),
+            {"queue": "q1", "exclude_ids": [], "limit": 1},
+        )
+        raw = cursor.fetchone()[0]
+    plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
+    nodes = list(_plan_nodes(plan))
+
+    job_scans = [n for n in nodes if n.get("Relation Name") == "dpq_job"]
+    assert any(n.get("Index Name") == "dpq_job_claim_idx" for n in job_scans), raw
+    assert not [n for n in job_scans if n["Node Type"] == "Seq Scan"], raw
+    # The only Sort allowed orders the few claimed rows, never rows read from dpq_job.
+    assert not [n for n in nodes if n["Node Type"] == "Sort" and _reads_job_table(n)], (
+        raw
+    )
