@@ -49,6 +49,72 @@ CLAIM_JOBS = (
 """
 )
 
+# Claim given jobs by id (a batch's suspects, run alone after the batch commits), as
+# CLAIM_JOBS does: deleted, locked until commit, rows others hold skipped.
+CLAIM_JOBS_BY_ID = (
+    """
+    WITH claimed AS (
+        DELETE FROM {job_table} WHERE id = ANY(ARRAY(
+            SELECT id FROM {job_table}
+            WHERE id = ANY(%(ids)s::bigint[]) AND failed_at IS NULL
+            FOR UPDATE SKIP LOCKED
+        ))
+        RETURNING """
+    + _JOB_COLUMNS
+    + """
+    )
+    SELECT claimed.*, COALESCE(s.starts, 0), COALESCE(s.solo_starts, 0)
+    FROM claimed LEFT JOIN {start_table} s ON s.job_id = claimed.id
+"""
+)
+
+# Lock (not delete) up to %(limit)s of the best ready jobs for a batch (--batch). Each runs in
+# its own savepoint; FINISH_BATCH deletes those that succeeded, and the commit releases the
+# rest. Same index walk as CLAIM_JOBS.
+LOCK_JOBS = (
+    """
+    SELECT j.*, COALESCE(s.starts, 0), COALESCE(s.solo_starts, 0)
+    FROM (
+        SELECT """
+    + _JOB_COLUMNS
+    + """ FROM {job_table}
+        WHERE queue = %(queue)s AND failed_at IS NULL AND execute_at <= now()
+        ORDER BY priority DESC, execute_at, id
+        FOR UPDATE SKIP LOCKED
+        LIMIT %(limit)s
+    ) j LEFT JOIN {start_table} s ON s.job_id = j.id
+    ORDER BY j.priority DESC, j.execute_at, j.id
+"""
+)
+
+# End a batch inside its transaction: delete the jobs that succeeded and forget the starts of
+# every job the batch started. Both commit with the batch, or neither does.
+FINISH_BATCH = """
+    WITH done AS (
+        DELETE FROM {job_table} WHERE id = ANY(%(done_ids)s::bigint[])
+    ), cleared AS (
+        DELETE FROM {start_table} WHERE job_id = ANY(%(started_ids)s::bigint[])
+    )
+    SELECT 1
+"""
+
+# Record a failed run of a job that is still in the table (locked by a batch): one more
+# attempt, the traceback, and either a later execute_at (retry) or failed_at (given up).
+RECORD_JOB_FAILURE = """
+    UPDATE {job_table}
+    SET attempts = %(attempts)s, last_error = %(last_error)s,
+        execute_at = CASE WHEN %(give_up)s THEN execute_at
+                          ELSE now() + make_interval(secs => %(retry_in)s) END,
+        failed_at = CASE WHEN %(give_up)s THEN now() END
+    WHERE id = %(id)s
+"""
+
+# A savepoint per job of a batch. The name is reused: releasing the previous job's savepoint
+# and opening the next one is a single round trip.
+OPEN_JOB_SAVEPOINT = "SAVEPOINT dpq_job"
+NEXT_JOB_SAVEPOINT = "RELEASE SAVEPOINT dpq_job; SAVEPOINT dpq_job"
+ROLLBACK_JOB_SAVEPOINT = "ROLLBACK TO SAVEPOINT dpq_job"
+
 # For an idle worker's dispatcher: is any job of the queue ready (running ones count too:
 # only a claim can tell them apart), and when is the next delayed one due (NULL if none)?
 # Two probes of dpq_job_due_idx; takes no locks. One such query per poll interval replaces

@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_tables2",
     "dpq",
+    "dpq_admin",
     "tests.testapp",
 ]
 

@@ -1,0 +1,1 @@
+"""The dpq dashboard: see and repair the queue from the Django admin."""

@@ -1,0 +1,280 @@
+"""JobAdmin: the "Jobs" entry of the admin index, its pages, permissions and actions.
+
+Reads go through ``dpq_admin.state``; every change goes through ``Job.objects`` (requeue,
+requeue_failed, delete_jobs), which skip running jobs instead of waiting for their locks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from django.contrib import admin, messages
+from django.contrib.admin.models import CHANGE, DELETION, LogEntry
+from django.contrib.contenttypes.models import ContentType
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+)
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
+from django.utils import timezone
+
+from dpq.models import DeleteResult, Job, JobState, RequeueResult
+from dpq_admin import state, views
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
+
+SAFE_METHODS = ("GET", "HEAD")
+POST_ONLY = ("POST",)
+RUNNING_SKIP_REASON = "a worker holds its row lock until the run ends"
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def describe_requeue(result: RequeueResult, *, reset_attempts: bool) -> str:
+    parts = [
+        f"Requeued {plural(result.requeued, 'job')}"
+        + (" with attempts reset" if reset_attempts and result.requeued else "")
+    ]
+    if result.skipped_running:
+        parts.append(
+            f"skipped {plural(result.skipped_running, 'running job')} "
+            f"({RUNNING_SKIP_REASON})"
+        )
+    if result.skipped_queued:
+        parts.append(f"{plural(result.skipped_queued, 'job')} already queued")
+    if result.missing:
+        parts.append(f"{plural(result.missing, 'job')} no longer existed")
+    return "; ".join(parts) + "."
+
+
+def describe_delete(result: DeleteResult) -> str:
+    parts = [f"Deleted {plural(result.deleted, 'job')}"]
+    if result.skipped_running:
+        parts.append(
+            f"skipped {plural(result.skipped_running, 'running job')} "
+            f"({RUNNING_SKIP_REASON})"
+        )
+    if result.missing:
+        parts.append(f"{plural(result.missing, 'job')} no longer existed")
+    return "; ".join(parts) + "."
+
+
+def message_level(done: int, skipped: int) -> int:
+    if skipped:
+        return messages.WARNING
+    return messages.SUCCESS if done else messages.INFO
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    actions = ["requeue_jobs", "delete_jobs"]
+    # A selection larger than this is refused; pages show 50 jobs.
+    max_selected = 1000
+
+    # --- Permissions -----------------------------------------------------------------------
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(
+        self, request: HttpRequest, obj: Job | None = None
+    ) -> bool:
+        # Jobs change only through the actions, each with its own permission.
+        return False
+
+    def has_requeue_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.requeue_job")
+
+    # --- Pages ------------------------------------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        info = self.opts.app_label, self.opts.model_name
+
+        def wrap(
+            view: Callable[..., HttpResponse],
+            methods: Sequence[str] = SAFE_METHODS,
+            **kwargs: object,
+        ) -> Callable:
+            def call(request: HttpRequest, **url_kwargs: object) -> HttpResponse:
+                # A GET never changes anything: actions answer POST only.
+                if request.method not in methods:
+                    return HttpResponseNotAllowed(methods)
+                request.current_app = self.admin_site.name
+                return view(self, request, **kwargs, **url_kwargs)
+
+            return self.admin_site.admin_view(call)
+
+        pages = [
+            path(
+                f"{list_state}/",
+                wrap(views.job_list, list_state=list_state),
+                name="{}_{}_{}".format(*info, list_state),
+            )
+            for list_state in views.LIST_STATES
+        ]
+        pages += [
+            path(
+                "job/<int:job_id>/",
+                wrap(views.job_detail),
+                name="{}_{}_job".format(*info),
+            ),
+            path(
+                "action/",
+                wrap(views.run_action, POST_ONLY),
+                name="{}_{}_action".format(*info),
+            ),
+            path(
+                "requeue-failed/",
+                wrap(views.requeue_failed, POST_ONLY),
+                name="{}_{}_requeue_failed".format(*info),
+            ),
+        ]
+        return pages + super().get_urls()
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict | None = None
+    ) -> HttpResponse:
+        if request.method not in SAFE_METHODS:
+            return HttpResponseNotAllowed(SAFE_METHODS)
+        return views.dashboard(self, request)
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict | None = None,
+    ) -> HttpResponse:
+        if not object_id.isdigit():
+            return HttpResponseRedirect(views.admin_url(self, "changelist"))
+        return HttpResponseRedirect(views.admin_url(self, "job", int(object_id)))
+
+    def get_actions(self, request: HttpRequest) -> dict:
+        actions = super().get_actions(request)
+        # Django's delete_selected deletes row by row and would wait on running jobs' locks.
+        actions.pop("delete_selected", None)
+        return actions
+
+    # --- Actions ----------------------------------------------------------------------------
+
+    @admin.action(
+        description="Requeue selected jobs (run now)", permissions=["requeue"]
+    )
+    def requeue_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
+        reset_attempts = request.POST.get("reset_attempts") in ("on", "1", "true")
+        ids = views.posted_ids(request)
+        before = {job.pk: job for job in queryset if job.state != JobState.QUEUED}
+        result = Job.objects.requeue(ids, reset_attempts=reset_attempts)
+        requeued = Job.objects.filter(
+            pk__in=list(before), failed_at__isnull=True, execute_at__lte=timezone.now()
+        )
+        by_state: dict[str, list[Job]] = {}
+        for job in requeued:
+            by_state.setdefault(before[job.pk].state, []).append(job)
+        for previous, jobs in sorted(by_state.items()):
+            note = (
+                f"Requeued (was {previous}): set execute_at to now"
+                + (", failed_at cleared" if previous == JobState.FAILED else "")
+                + (", attempts reset to 0" if reset_attempts else "")
+            )
+            self.log_jobs(request, jobs, CHANGE, note)
+        self.message_user(
+            request,
+            describe_requeue(result, reset_attempts=reset_attempts),
+            message_level(result.requeued, result.skipped_running),
+        )
+
+    @admin.action(description="Delete selected jobs", permissions=["delete"])
+    def delete_jobs(
+        self, request: HttpRequest, queryset: QuerySet
+    ) -> HttpResponse | None:
+        ids = views.posted_ids(request)
+        before = list(queryset.order_by("id"))
+        if request.POST.get("confirm") != "yes":
+            return self.delete_confirmation(request, ids, before)
+        result = Job.objects.delete_jobs(ids)
+        remaining = set(
+            Job.objects.filter(pk__in=[job.pk for job in before]).values_list(
+                "pk", flat=True
+            )
+        )
+        deleted = [job for job in before if job.pk not in remaining]
+        self.log_jobs(request, deleted, DELETION, "Deleted from the dashboard")
+        self.message_user(
+            request,
+            describe_delete(result),
+            message_level(result.deleted, result.skipped_running),
+        )
+        return None
+
+    def delete_confirmation(
+        self, request: HttpRequest, ids: Sequence[int], jobs: list[Job]
+    ) -> TemplateResponse:
+        running = state.read_running()
+        context = {
+            **views.page_context(self, request, "Delete jobs: are you sure?"),
+            "jobs": jobs,
+            "running_ids": running.ids,
+            "running": running,
+            "ids": ids,
+            "missing": len(ids) - len(jobs),
+            "action_url": views.admin_url(self, "action"),
+            "next": views.safe_next(request, views.admin_url(self, "changelist")),
+            "rows": [(job, views.job_url_for(self)(job.pk)) for job in jobs],
+        }
+        return TemplateResponse(request, "dpq_admin/delete_confirmation.html", context)
+
+    def requeue_all_failed(
+        self,
+        request: HttpRequest,
+        *,
+        queue: str | None,
+        task: str | None,
+        reset_attempts: bool,
+    ) -> RequeueResult:
+        """Requeue the failed jobs of a queue and/or task; log one entry and tell the user."""
+        result = Job.objects.requeue_failed(
+            queue=queue, task=task, reset_attempts=reset_attempts
+        )
+        scope = (
+            ", ".join(
+                f"{name} {value!r}"
+                for name, value in (("queue", queue), ("task", task))
+                if value
+            )
+            or "every queue"
+        )
+        text = describe_requeue(result, reset_attempts=reset_attempts)
+        LogEntry.objects.create(
+            user_id=request.user.pk,
+            content_type=ContentType.objects.get_for_model(Job),
+            object_id=None,
+            object_repr=f"failed jobs of {scope}"[:200],
+            action_flag=CHANGE,
+            change_message=f"Requeue all failed jobs of {scope}: {text}",
+        )
+        self.message_user(
+            request,
+            f"Failed jobs of {scope}: {text}",
+            message_level(result.requeued, result.skipped_running),
+        )
+        return result
+
+    def log_jobs(
+        self, request: HttpRequest, jobs: list[Job], flag: int, message: str
+    ) -> None:
+        """Write one admin history entry per job changed (one INSERT for all of them)."""
+        if jobs:
+            LogEntry.objects.log_actions(
+                user_id=request.user.pk,
+                queryset=jobs,
+                action_flag=flag,
+                change_message=message,
+            )

@@ -1,0 +1,304 @@
+"""The queue's state for the dashboard: counts, running jobs, workers, job lists.
+
+Every read runs a named statement of ``dpq.sql`` or a ``Job`` queryset; nothing here writes.
+A page calls ``pgrowlocks`` at most once (``read_running``) and passes the result along.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import DatabaseError, transaction
+from django.db.models import Q, TextField
+from django.db.models.functions import Cast
+from django.utils import timezone
+
+from dpq import sql
+from dpq.models import Job, JobQuerySet, JobState
+
+logger = logging.getLogger("dpq.admin")
+
+# A claim of an at-least-once job is an open transaction: it holds back vacuum on every
+# table of the database while it lasts. Runs older than this are flagged on the dashboard.
+DEFAULT_LONG_RUNNING_SECONDS = 600
+
+ENABLE_PGROWLOCKS_HINT = (
+    "Run CREATE EXTENSION pgrowlocks; as a superuser in this database (or run "
+    "manage.py migrate dpq_admin as one): the dashboard needs it to tell running jobs "
+    "from queued ones."
+)
+
+
+def long_running_seconds() -> float:
+    return float(
+        getattr(settings, "DPQ_ADMIN_LONG_RUNNING", DEFAULT_LONG_RUNNING_SECONDS)
+    )
+
+
+@dataclass(frozen=True)
+class PgrowlocksStatus:
+    installed: bool
+    available: bool
+    may_create: bool
+
+
+@dataclass(frozen=True)
+class RunningJob:
+    """A job whose row a connection holds locked, and who holds it."""
+
+    id: int
+    queue: str
+    task: str
+    row_state: str
+    modes: list[str]
+    pid: int | None
+    application_name: str
+    client_addr: str | None
+    since: datetime.datetime | None
+    seconds: float | None
+
+    @property
+    def is_long(self) -> bool:
+        return self.seconds is not None and self.seconds >= long_running_seconds()
+
+
+@dataclass
+class Running:
+    """The result of the page's one pgrowlocks call; ``jobs`` is None when it is unknown."""
+
+    jobs: list[RunningJob] | None
+    error: str = ""
+
+    @property
+    def is_known(self) -> bool:
+        return self.jobs is not None
+
+    @property
+    def ids(self) -> set[int]:
+        return {job.id for job in self.jobs or ()}
+
+    def by_pid(self) -> dict[int, list[RunningJob]]:
+        held: dict[int, list[RunningJob]] = {}
+        for job in self.jobs or ():
+            if job.pid is not None:
+                held.setdefault(job.pid, []).append(job)
+        return held
+
+
+@dataclass
+class CountRow:
+    """Job counts of one group (all jobs, a queue or a task)."""
+
+    name: str
+    queued: int = 0
+    running: int = 0
+    delayed: int = 0
+    failed: int = 0
+    oldest_queued_at: datetime.datetime | None = None
+
+    @property
+    def total(self) -> int:
+        return self.queued + self.running + self.delayed + self.failed
+
+    def add(
+        self,
+        queued: int,
+        running: int,
+        delayed: int,
+        failed: int,
+        oldest: datetime.datetime | None,
+    ) -> None:
+        self.queued += queued
+        self.running += running
+        self.delayed += delayed
+        self.failed += failed
+        if oldest is not None and (
+            self.oldest_queued_at is None or oldest < self.oldest_queued_at
+        ):
+            self.oldest_queued_at = oldest
+
+
+@dataclass
+class Counts:
+    total: CountRow = field(default_factory=lambda: CountRow("all queues"))
+    by_queue: dict[str, CountRow] = field(default_factory=dict)
+    by_task: dict[str, CountRow] = field(default_factory=dict)
+
+    @property
+    def queue_names(self) -> list[str]:
+        return sorted(self.by_queue)
+
+    @property
+    def task_names(self) -> list[str]:
+        return sorted(self.by_task)
+
+    def oldest_queued_age(
+        self, now: datetime.datetime | None = None
+    ) -> datetime.timedelta | None:
+        oldest = self.total.oldest_queued_at
+        if oldest is None:
+            return None
+        return max((now or timezone.now()) - oldest, datetime.timedelta(0))
+
+
+@dataclass(frozen=True)
+class WorkerConnection:
+    """One database connection of a dpq worker, as pg_stat_activity shows it."""
+
+    pid: int
+    application_name: str
+    client_addr: str | None
+    backend_start: datetime.datetime | None
+    xact_start: datetime.datetime | None
+    state: str | None
+    state_change: datetime.datetime | None
+    wait_event: str | None
+    running: list[RunningJob]
+
+    def _parts(self) -> list[str]:
+        # dpq:<queue>:<host>:<pid>:<thread>; a queue name may itself contain colons.
+        parts = self.application_name.split(":")
+        if len(parts) < 5 or parts[0] != "dpq":
+            return ["", "", "", ""]
+        return [":".join(parts[1:-3]), *parts[-3:]]
+
+    @property
+    def queue(self) -> str:
+        return self._parts()[0]
+
+    @property
+    def host(self) -> str:
+        return self._parts()[1]
+
+    @property
+    def process(self) -> str:
+        return self._parts()[2]
+
+    @property
+    def thread(self) -> str:
+        return self._parts()[3]
+
+
+def job_table() -> str:
+    return Job._meta.db_table
+
+
+def read_pgrowlocks_status(using: str = "default") -> PgrowlocksStatus:
+    row = sql.fetch_one(using, sql.PGROWLOCKS_STATUS, {})
+    return PgrowlocksStatus(
+        installed=bool(row[0]), available=bool(row[1]), may_create=bool(row[2])
+    )
+
+
+def read_running(using: str = "default") -> Running:
+    """Call pgrowlocks once: which jobs are locked now, and by which connection."""
+    if not read_pgrowlocks_status(using).installed:
+        return Running(jobs=None, error=ENABLE_PGROWLOCKS_HINT)
+    try:
+        # A savepoint, so that a refused call (no SELECT right, extension dropped meanwhile)
+        # leaves a request's transaction usable under ATOMIC_REQUESTS.
+        with transaction.atomic(using=using):
+            rows = sql.fetch_all(
+                using,
+                sql.RUNNING_JOBS,
+                {"table_name": job_table()},
+                job_table=job_table(),
+            )
+    except DatabaseError as exc:
+        logger.warning("pgrowlocks failed, running jobs are unknown: %s", exc)
+        return Running(jobs=None, error=f"pgrowlocks failed: {exc}")
+    return Running(
+        jobs=[
+            RunningJob(
+                id=row[0],
+                queue=row[1],
+                task=row[2],
+                row_state=row[3],
+                modes=list(row[4] or []),
+                pid=row[5],
+                application_name=row[6] or "",
+                client_addr=row[7],
+                since=row[8],
+                seconds=row[9],
+            )
+            for row in rows
+        ]
+    )
+
+
+def read_counts(running: Running, using: str = "default") -> Counts:
+    """Count jobs by state for all queues, each queue and each task (one aggregate query)."""
+    rows = sql.fetch_all(
+        using,
+        sql.COUNT_JOBS_BY_STATE,
+        {"running_ids": sorted(running.ids)},
+        job_table=job_table(),
+    )
+    counts = Counts()
+    for queue, task, queued, running_count, delayed, failed, oldest in rows:
+        numbers = (queued, running_count, delayed, failed, oldest)
+        counts.total.add(*numbers)
+        counts.by_queue.setdefault(queue, CountRow(queue)).add(*numbers)
+        counts.by_task.setdefault(task, CountRow(task)).add(*numbers)
+    return counts
+
+
+def read_workers(running: Running, using: str = "default") -> list[WorkerConnection]:
+    """The dpq worker connections open now, each with the jobs it holds."""
+    held = running.by_pid()
+    return [
+        WorkerConnection(*row, running=held.get(row[0], []))
+        for row in sql.fetch_all(using, sql.WORKER_CONNECTIONS, {})
+    ]
+
+
+def jobs_in_state(state: str | None) -> JobQuerySet:
+    """The jobs of one state as far as rows tell (queued includes running; see read_running)."""
+    if state == JobState.QUEUED:
+        return Job.objects.queued()
+    if state == JobState.DELAYED:
+        return Job.objects.delayed()
+    if state == JobState.FAILED:
+        return Job.objects.failed()
+    return Job.objects.all()
+
+
+def filter_jobs(
+    jobs: JobQuerySet,
+    *,
+    queue: str = "",
+    task: str = "",
+    search: str = "",
+) -> JobQuerySet:
+    """Narrow a job queryset by queue, task and search text (an id, or text in args).
+
+    Every value is bound by the ORM; the caller has checked queue and task against the
+    names the counts found.
+    """
+    if queue:
+        jobs = jobs.filter(queue=queue)
+    if task:
+        jobs = jobs.filter(task=task)
+    search = search.strip()
+    if search:
+        match = Q(args_text__icontains=search)
+        if search.isdigit() and int(search) < 2**63:
+            match |= Q(id=int(search))
+        jobs = jobs.annotate(args_text=Cast("args", TextField())).filter(match)
+    return jobs
+
+
+def job_ids_in(ids: Iterable[int]) -> set[int]:
+    return set(Job.objects.filter(id__in=list(ids)).values_list("id", flat=True))
+
+
+def read_failed_names(using: str = "default") -> tuple[list[str], list[str]]:
+    """The queues and the tasks that have failed jobs (the choices of requeue-all-failed)."""
+    failed = Job.objects.using(using).failed()
+    queues = failed.order_by("queue").values_list("queue", flat=True).distinct()
+    tasks = failed.order_by("task").values_list("task", flat=True).distinct()
+    return list(queues), list(tasks)
