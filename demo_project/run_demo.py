@@ -1,0 +1,369 @@
+#!/usr/bin/env python
+"""Run the whole demo: database set-up, two workers, the web server and a trickle of jobs.
+
+    DATABASE_URL=postgres://... python demo_project/run_demo.py [--port N]
+
+`make demo` runs this with a DATABASE_URL it found or started. Steps: migrate, create the
+demo superuser, enqueue a mix of jobs, start ``dpq_worker`` for each queue and ``runserver``
+as child processes (each in its own process group, output shown with a prefix), then
+enqueue a few jobs a second until Ctrl-C or SIGTERM. Stopping asks the workers to finish
+their running jobs (SIGTERM), the web server to quit (SIGINT), kills whatever is still
+there after a timeout, and exits 0 when every child exited cleanly. A child that dies on
+its own stops the demo with exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+DEMO_DIR = Path(__file__).resolve().parent
+ROOT = DEMO_DIR.parent
+HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEMO_USER = "demo"
+DEMO_PASSWORD = "demo"
+# Seconds a worker may spend finishing its running jobs after SIGTERM (the longest demo job
+# sleeps 8 s), and how long stopping may take in all before what is left is killed.
+WORKER_GRACE = 10
+STOP_TIMEOUT = WORKER_GRACE + 10
+TRICKLE_INTERVAL = 1.0
+
+COLOURS = {"demo": "1", "worker": "36", "reports": "35", "web": "33"}
+print_lock = threading.Lock()
+
+
+def say(source: str, line: str) -> None:
+    """Print one line with a prefix naming where it comes from."""
+    prefix = f"{source:<7} |"
+    if sys.stdout.isatty():
+        prefix = f"\033[{COLOURS.get(source, '0')}m{prefix}\033[0m"
+    with print_lock:
+        print(f"{prefix} {line}", flush=True)
+
+
+# --- Child processes -----------------------------------------------------------------
+
+
+def die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM if the demo process dies (Linux only), so that a
+    demo killed with SIGKILL leaves no worker or server behind."""
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+@dataclass
+class Child:
+    name: str
+    args: list[str]
+    stop_signal: signal.Signals
+    process: subprocess.Popen[str] | None = None
+    reader: threading.Thread | None = field(default=None, repr=False)
+
+    def start(self, env: dict[str, str]) -> None:
+        # A process group of its own: the terminal's Ctrl-C reaches only this script,
+        # which then stops the children in order instead of all at once.
+        self.process = subprocess.Popen(
+            self.args,
+            cwd=DEMO_DIR,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            process_group=0,
+            preexec_fn=die_with_parent,
+        )
+        self.reader = threading.Thread(
+            target=self.copy_output,
+            args=(self.process.stdout,),
+            name=f"output-{self.name}",
+            daemon=True,
+        )
+        self.reader.start()
+
+    def copy_output(self, stream: IO[str]) -> None:
+        for line in stream:
+            say(self.name, line.rstrip("\n"))
+
+    def exit_code(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    def signal_group(self, signum: signal.Signals) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        try:
+            os.killpg(self.process.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def wait(self, deadline: float) -> int | None:
+        """Wait for the process until ``deadline`` (monotonic); return its exit code or None."""
+        if self.process is None:
+            return None
+        try:
+            code = self.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            return None
+        if self.reader is not None:
+            self.reader.join(timeout=2)
+        return code
+
+
+def build_children(port: int) -> list[Child]:
+    python = [sys.executable, "-u", "manage.py"]
+    return [
+        Child(
+            "worker",
+            [
+                *python,
+                *("dpq_worker", "--threads", "4", "--grace", str(WORKER_GRACE)),
+            ],
+            signal.SIGTERM,
+        ),
+        Child(
+            "reports",
+            [
+                *python,
+                *("dpq_worker", "demo.queue.reports_queue", "--threads", "1"),
+                *("--grace", str(WORKER_GRACE)),
+            ],
+            signal.SIGTERM,
+        ),
+        # runserver has no SIGTERM handler (it would die with status -15); SIGINT makes
+        # it quit with status 0.
+        Child(
+            "web",
+            [*python, "runserver", f"{HOST}:{port}", "--noreload"],
+            signal.SIGINT,
+        ),
+    ]
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    paths = [str(DEMO_DIR), str(ROOT), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    env["DJANGO_SETTINGS_MODULE"] = "demo_project.settings"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def stop_children(children: list[Child]) -> bool:
+    """Ask every child to stop, kill those still running at the timeout; True if all exited 0."""
+    for child in children:
+        child.signal_group(child.stop_signal)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    clean = True
+    for child in children:
+        if child.process is None:
+            continue
+        code = child.wait(deadline)
+        if code is None:
+            say(
+                "demo", f"{child.name} did not stop within {STOP_TIMEOUT} s; killing it"
+            )
+            child.signal_group(signal.SIGKILL)
+            code = child.wait(time.monotonic() + 5)
+        # The group may hold processes the child started; none may outlive the demo.
+        child.signal_group(signal.SIGKILL)
+        if code == 0:
+            say("demo", f"{child.name} stopped")
+        else:
+            say("demo", f"{child.name} exited with status {code}")
+            clean = False
+    return clean
+
+
+# --- Set-up --------------------------------------------------------------------------
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As runserver binds: a port in TIME_WAIT after an earlier run counts as free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def choose_port(requested: int | None) -> int:
+    if requested is not None:
+        if not port_is_free(requested):
+            raise SystemExit(f"run_demo: port {requested} on {HOST} is taken")
+        return requested
+    for port in range(DEFAULT_PORT, DEFAULT_PORT + 100):
+        if port_is_free(port):
+            if port != DEFAULT_PORT:
+                say("demo", f"port {DEFAULT_PORT} is taken; using port {port} instead")
+            return port
+    raise SystemExit(
+        f"run_demo: ports {DEFAULT_PORT}-{DEFAULT_PORT + 99} on {HOST} are all taken; "
+        f"pass --port N"
+    )
+
+
+def set_up_django() -> None:
+    sys.path[:0] = [str(DEMO_DIR), str(ROOT)]
+    os.environ["DJANGO_SETTINGS_MODULE"] = "demo_project.settings"
+    import django
+
+    django.setup()
+
+
+def prepare_database() -> None:
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    say("demo", "applying migrations ...")
+    call_command("migrate", interactive=False, verbosity=0)
+
+    user_model = get_user_model()
+    user, _ = user_model.objects.get_or_create(username=DEMO_USER)
+    user.is_staff = user.is_superuser = True
+    user.set_password(DEMO_PASSWORD)
+    user.save()
+    say(
+        "demo",
+        f"superuser {DEMO_USER!r}, password {DEMO_PASSWORD!r} "
+        f"(demo account — do not use outside this demo)",
+    )
+
+
+def dashboard_path() -> str:
+    from django.urls import reverse
+
+    return reverse("admin:dpq_job_changelist")
+
+
+def server_answers(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+# --- Main loop -----------------------------------------------------------------------
+
+
+class Stop:
+    """The first SIGINT/SIGTERM asks for a clean stop; a second one kills the children."""
+
+    def __init__(self, children: list[Child]) -> None:
+        self.requested = threading.Event()
+        self.children = children
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested.is_set():
+            say("demo", "second signal: killing everything now")
+            for child in self.children:
+                child.signal_group(signal.SIGKILL)
+            return
+        self.requested.set()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ["DPQ_DEMO_PORT"])
+        if os.environ.get("DPQ_DEMO_PORT")
+        else None,
+        help=f"port of the web server (env DPQ_DEMO_PORT; default {DEFAULT_PORT}, "
+        f"or the next free one)",
+    )
+    args = parser.parse_args(argv)
+    if not os.environ.get("DATABASE_URL"):
+        print(
+            "run_demo: DATABASE_URL is not set. Run `make demo`, which finds or starts a "
+            "PostgreSQL, or set DATABASE_URL=postgres://user@host:5432/dbname.",
+            file=sys.stderr,
+        )
+        return 2
+
+    try:
+        set_up_django()
+        from demo import workload
+        from django.db import DatabaseError, connection
+
+        prepare_database()
+        rng = random.Random()
+        workload.create_accounts()
+        say("demo", f"enqueued {workload.enqueue_mix(rng)} jobs")
+        port = choose_port(args.port)
+        url = f"http://{HOST}:{port}{dashboard_path()}"
+    except KeyboardInterrupt:
+        say("demo", "interrupted before anything was started")
+        return 0
+
+    children = build_children(port)
+    stop = Stop(children)
+    signal.signal(signal.SIGINT, stop.handle)
+    signal.signal(signal.SIGTERM, stop.handle)
+    env = child_env()
+    for child in children:
+        child.start(env)
+
+    announced = False
+    failed: Child | None = None
+    while not stop.requested.is_set():
+        failed = next((c for c in children if c.exit_code() is not None), None)
+        if failed is not None:
+            break
+        if not announced and server_answers(port):
+            announced = True
+            say("demo", "")
+            say("demo", f"Dashboard: {url}")
+            say(
+                "demo",
+                f"Login:     {DEMO_USER} / {DEMO_PASSWORD}  "
+                f"(demo account — do not use outside this demo)",
+            )
+            say("demo", "Enqueueing a few jobs a second. Press Ctrl-C to stop.")
+            say("demo", "")
+        try:
+            workload.enqueue_trickle(rng)
+        except DatabaseError as exc:
+            say("demo", f"could not enqueue: {exc}".strip())
+            connection.close()
+        stop.requested.wait(TRICKLE_INTERVAL)
+
+    if failed is not None:
+        say(
+            "demo",
+            f"{failed.name} exited unexpectedly with status {failed.exit_code()}; "
+            f"stopping the demo",
+        )
+    else:
+        say(
+            "demo",
+            f"stopping: workers finish their running jobs (up to {WORKER_GRACE} s)",
+        )
+    clean = stop_children(children)
+    connection.close()
+    if failed is not None or not clean:
+        return 1
+    say("demo", "stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

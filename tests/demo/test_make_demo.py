@@ -1,0 +1,223 @@
+"""`make demo` end to end: demo_project/run_demo.py in a subprocess, on a scratch database.
+
+The demo runs against a database of its own (``<DPQ_TEST_DB_NAME or test_dpq>_demo`` on the
+server DATABASE_URL names), created here and dropped afterwards, so that it never touches the
+suite's test database.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import dj_database_url
+import psycopg2
+import pytest
+from psycopg2 import sql
+
+from tests.conftest import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN_DEMO = ROOT / "demo_project" / "run_demo.py"
+START_TIMEOUT = 90
+
+
+def scratch_database_name() -> str:
+    base = os.environ.get("DPQ_TEST_DB_NAME", "test_dpq")
+    return os.environ.get("DPQ_DEMO_TEST_DB_NAME", f"{base}_demo")
+
+
+def connect(url: str):
+    params = dj_database_url.parse(url)
+    conn = psycopg2.connect(
+        dbname=params["NAME"],
+        user=params["USER"] or None,
+        password=params["PASSWORD"] or None,
+        host=params["HOST"] or None,
+        port=params["PORT"] or None,
+    )
+    conn.autocommit = True
+    return conn
+
+
+@pytest.fixture
+def demo_database_url():
+    """A fresh, empty database for the demo; dropped after the test."""
+    url = os.environ["DATABASE_URL"]
+    name = scratch_database_name()
+    admin = connect(url)
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+        sql.Identifier(name)
+    )
+    with admin.cursor() as cursor:
+        cursor.execute(drop)
+        cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    parts = urllib.parse.urlsplit(url)
+    yield urllib.parse.urlunsplit(parts._replace(path="/" + name))
+    with admin.cursor() as cursor:
+        cursor.execute(drop)
+    admin.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux /proc)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name (field 2) may hold spaces: the parent pid follows its ")".
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            children.append(int(entry.name))
+    return children
+
+
+def process_group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@dataclass
+class DemoRun:
+    process: subprocess.Popen
+    port: int
+    database_url: str
+    log: IO[str]
+    # Process groups to kill if the test fails: the demo's own, then its children's.
+    groups: list[int] = field(default_factory=list)
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
+
+
+@pytest.fixture
+def demo(demo_database_url):
+    """Start run_demo.py; always reap it and every process group it made."""
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": demo_database_url, "DPQ_DEMO_PORT": str(port)}
+    with tempfile.TemporaryFile(mode="w+") as log:
+        process = subprocess.Popen(
+            [sys.executable, str(RUN_DEMO)],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        run = DemoRun(process, port, demo_database_url, log, groups=[process.pid])
+        try:
+            yield run
+        finally:
+            for pgid in run.groups:
+                if process_group_exists(pgid):
+                    os.killpg(pgid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def fetch(opener, url: str, data: dict | None = None) -> tuple[int, str, str]:
+    body = urllib.parse.urlencode(data).encode() if data is not None else None
+    try:
+        with opener.open(url, data=body, timeout=10) as response:
+            return response.status, response.geturl(), response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, url, exc.read().decode(errors="replace")
+
+
+def log_in(base: str) -> urllib.request.OpenerDirector:
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    status, _, _ = fetch(opener, f"{base}/admin/login/")
+    assert status == 200
+    token = next(c.value for c in jar if c.name == "csrftoken")
+    status, landed, _ = fetch(
+        opener,
+        f"{base}/admin/login/?next=/admin/",
+        {"username": "demo", "password": "demo", "csrfmiddlewaretoken": token},
+    )
+    assert status == 200 and "/admin/login/" not in landed, "the demo login was refused"
+    return opener
+
+
+def login_page_answers(demo: DemoRun) -> bool:
+    if demo.process.poll() is not None:
+        pytest.fail(
+            f"run_demo.py exited early ({demo.process.returncode}):\n{demo.output()}"
+        )
+    try:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{demo.port}/admin/login/", timeout=2
+        ) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+RUNNING_JOBS = """
+    SELECT count(*) FROM pg_stat_activity
+    WHERE datname = current_database() AND application_name LIKE 'dpq:%%'
+      AND state = 'idle in transaction'
+"""
+FAILED_JOBS = "SELECT count(*) FROM dpq_job WHERE failed_at IS NOT NULL"
+
+
+@pytest.mark.slow
+def test_demo_shows_running_and_failed_jobs_then_stops_cleanly_on_ctrl_c(demo):
+    base = f"http://127.0.0.1:{demo.port}"
+    wait_until(lambda: login_page_answers(demo), timeout=START_TIMEOUT, interval=0.5)
+    opener = log_in(base)
+    db = connect(demo.database_url)
+
+    def count(query: str) -> int:
+        with db.cursor() as cursor:
+            cursor.execute(query)
+            return cursor.fetchone()[0]
+
+    try:
+        # Workers hold a claim transaction open while a job runs: running jobs.
+        wait_until(lambda: count(RUNNING_JOBS) > 0, timeout=START_TIMEOUT, interval=0.2)
+        # The overdraft fails 3 times, a few seconds apart, and is kept as failed.
+        wait_until(lambda: count(FAILED_JOBS) > 0, timeout=START_TIMEOUT, interval=0.5)
+    finally:
+        db.close()
+
+    status, landed, page = fetch(opener, f"{base}/")
+    assert status == 200, page[-2000:]
+    assert landed.endswith("/admin/dpq/job/")
+    assert "transfer" in page
+
+    children = child_pids(demo.process.pid)
+    assert len(children) == 3, demo.output()
+    demo.groups.extend(children)
+
+    os.killpg(demo.process.pid, signal.SIGINT)
+    assert demo.process.wait(timeout=60) == 0, demo.output()
+    for pgid in demo.groups:
+        assert not process_group_exists(pgid), f"processes of group {pgid} are left"
+    output = demo.output()
+    assert "Dashboard: http://127.0.0.1:" in output
+    assert "dpq worker stopped" in output
