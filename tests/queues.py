@@ -7,10 +7,26 @@ from dpq.retry import FixedBackoff
 from tests import tasks
 
 queue = AtLeastOnceQueue(
-    tasks=tasks.TASKS, notify_channel="dpq-tests", backoff=FixedBackoff(0.5), crash_limit=3
+    tasks=tasks.TASKS,
+    notify_channel="dpq-tests",
+    backoff=FixedBackoff(0.5),
+    crash_limit=3,
 )
-polling_queue = AtLeastOnceQueue(tasks=tasks.TASKS, backoff=FixedBackoff(0.5), crash_limit=3)
+polling_queue = AtLeastOnceQueue(
+    tasks=tasks.TASKS, backoff=FixedBackoff(0.5), crash_limit=3
+)
 unaccounted_queue = AtLeastOnceQueue(
-    tasks=tasks.TASKS, notify_channel="dpq-tests", backoff=FixedBackoff(0.5), crash_limit=None
+    tasks=tasks.TASKS,
+    notify_channel="dpq-tests",
+    backoff=FixedBackoff(0.5),
+    crash_limit=None,
 )
 at_most_once_queue = AtMostOnceQueue(tasks=tasks.TASKS, notify_channel="dpq-tests")
+
+# The worker suite's queue: the settings of ``queue`` and tasks that sleep or wait on files.
+worker_queue = AtLeastOnceQueue(
+    tasks=tasks.WORKER_TASKS,
+    notify_channel="dpq-tests",
+    backoff=FixedBackoff(0.5),
+    crash_limit=3,
+)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 
 from tests.testapp.models import Effect
 
@@ -84,4 +85,53 @@ ALL_TASKS = {
     "wait_at_gate": wait_at_gate,
     "record_then_kill": record_then_kill,
     "record_starts": record_starts,
+}
+
+
+# --- Tasks of the worker suite (tests/worker): they run inside worker subprocesses, so they
+# take what they need from the job's args and signal the test through files and rows.
+
+
+def slow_record(queue, job):
+    """Sleep ``args["seconds"]`` (default 0.3), then record: slow enough to run beside others."""
+    time.sleep(float(job.args.get("seconds", 0.3)))
+    return record(queue, job)
+
+
+def wait_for_file(queue, job):
+    """Create the file ``args["started"]``, wait for ``args["release"]`` to exist, then record.
+
+    Waits at most ``args["timeout"]`` seconds (default 60), so a test that never releases it
+    cannot hang a worker forever.
+    """
+    with open(job.args["started"], "w"):
+        pass
+    deadline = time.monotonic() + float(job.args.get("timeout", 60))
+    while not os.path.exists(job.args["release"]):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{job.args['release']} never appeared")
+        time.sleep(0.02)
+    return record(queue, job)
+
+
+def stall_first_run(queue, job):
+    """On the first run, create ``args["marker"]`` and sleep ``args["seconds"]`` without a query.
+
+    Later runs (the marker exists) commit an Effect whose note is the job's start count, as
+    record_starts does. The first run holds its claim transaction open and idle, as a task
+    waiting on a slow API would.
+    """
+    if not os.path.exists(job.args["marker"]):
+        with open(job.args["marker"], "w"):
+            pass
+        time.sleep(float(job.args["seconds"]))
+        return None
+    return record_starts(queue, job)
+
+
+WORKER_TASKS = {
+    **TASKS,
+    "slow_record": slow_record,
+    "wait_for_file": wait_for_file,
+    "stall_first_run": stall_first_run,
 }

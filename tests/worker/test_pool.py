@@ -1,0 +1,44 @@
+"""The pool of a worker process: its connections, and draining a queue exactly once."""
+
+from __future__ import annotations
+
+import pytest
+
+from dpq.models import Job
+from tests.conftest import wait_until
+from tests.queues import queue
+from tests.testapp.models import Effect
+from tests.worker.conftest import HOST
+
+
+@pytest.mark.django_db(transaction=True)
+def test_threads_open_one_connection_each_plus_listen_and_starts(worker_process):
+    job = queue.enqueue("record")
+    worker = worker_process(threads=4)
+
+    wait_until(lambda: Effect.objects.filter(job_id=job.id).exists())
+    prefix = f"dpq:default:{HOST}:{worker.pid}"
+    expected = {f"{prefix}:t{n}" for n in range(1, 5)} | {
+        f"{prefix}:listen",
+        f"{prefix}:starts",
+    }
+    wait_until(lambda: set(worker.connections()) == expected)
+    assert len(set(worker.connections().values())) == 4 + 2
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_two_processes_of_four_threads_run_each_job_exactly_once(worker_process):
+    ids = queue.enqueue_many([("record", {}) for _ in range(5000)])
+    workers = [worker_process("--burst", threads=4) for _ in range(2)]
+
+    codes = [worker.wait_for_exit(180) for worker in workers]
+
+    assert codes == [0, 0], [worker.log[-3000:] for worker in workers]
+    effects = list(Effect.objects.values_list("job_id", flat=True))
+    assert len(effects) == 5000
+    assert set(effects) == set(ids)
+    assert not Job.objects.exists()
+    # Both processes took part, or this would not test two processes at all.
+    for worker in workers:
+        assert "succeeded in" in worker.log

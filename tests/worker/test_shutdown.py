@@ -1,0 +1,83 @@
+"""Stopping a worker: SIGTERM lets the running job finish, a second signal exits at once."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from dpq.models import Job
+from tests.conftest import wait_until
+from tests.queues import worker_queue
+from tests.testapp.models import Effect
+from tests.worker.conftest import fetch
+
+
+@pytest.fixture
+def held_job(tmp_path):
+    """Factory: enqueue a wait_for_file job; returns (job, started_path, release_path)."""
+
+    def make():
+        started = tmp_path / "started"
+        release = tmp_path / "release"
+        job = worker_queue.enqueue(
+            "wait_for_file", {"started": str(started), "release": str(release)}
+        )
+        return job, started, release
+
+    return make
+
+
+def claimable(job_id: int) -> bool:
+    """True once no session holds the job's row: it is back in the queue, free to claim."""
+    return bool(
+        fetch("SELECT id FROM dpq_job WHERE id = %s FOR UPDATE SKIP LOCKED", [job_id])
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_sigterm_lets_the_running_job_finish_and_claims_nothing_new(
+    worker_process, held_job
+):
+    job, started, release = held_job()
+    worker = worker_process(queue="tests.queues.worker_queue", threads=2)
+    wait_until(started.exists)
+
+    worker.send(signal.SIGTERM)
+    worker.wait_for_log("Received SIGTERM")
+    later = worker_queue.enqueue_many([("record", {}) for _ in range(3)])
+    release.touch()
+    code = worker.wait_for_exit(60)
+
+    assert code == 0, worker.log
+    assert Effect.objects.filter(job_id=job.id).exists()
+    assert not Job.objects.filter(id=job.id).exists()
+    assert set(Job.objects.values_list("id", flat=True)) == set(later)
+    assert not Effect.objects.filter(job_id__in=later).exists()
+    assert Job.objects.filter(attempts=0, failed_at__isnull=True).count() == 3
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_second_signal_exits_at_once_and_the_job_returns_to_the_queue(
+    worker_process, held_job
+):
+    job, started, _ = held_job()
+    worker = worker_process(
+        "--grace", "60", queue="tests.queues.worker_queue", threads=2
+    )
+    wait_until(started.exists)
+
+    worker.send(signal.SIGTERM)
+    worker.wait_for_log("Received SIGTERM")
+    worker.send(signal.SIGTERM)
+    # The task would wait 60 s for its release file, and the grace period is 60 s too.
+    code = worker.wait_for_exit(20)
+
+    assert code == 1
+    assert "exiting at once" in worker.log
+    wait_until(lambda: claimable(job.id))
+    job.refresh_from_db()
+    assert (job.attempts, job.failed_at) == (0, None)
+    assert not Effect.objects.exists()
