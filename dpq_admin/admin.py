@@ -121,7 +121,7 @@ class JobAdmin(admin.ModelAdmin):
         ]
         pages += [
             path(
-                "job/<int:job_id>/",
+                "<int:job_id>/",
                 wrap(views.job_detail),
                 name="{}_{}_job".format(*info),
             ),

@@ -1,0 +1,114 @@
+"""Fixtures of the dashboard tests: users with given permissions, a job held by a worker."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.db import connection, transaction
+from django.urls import reverse
+
+from dpq import sql
+from tests.conftest import wait_until
+
+WORKER_NAME = "dpq:default:testhost:4242:t1"
+
+
+def url(view: str, *args) -> str:
+    return reverse(f"admin:dpq_job_{view}", args=args)
+
+
+@pytest.fixture
+def make_staff(db):
+    """Factory: a staff user with the given ``dpq`` permissions (codenames)."""
+
+    def make(*codenames: str, username: str = "staff") -> User:
+        user = User.objects.create_user(
+            username, is_staff=True
+        )  # no password: force_login
+        perms = Permission.objects.filter(
+            content_type__app_label="dpq", codename__in=codenames
+        )
+        assert perms.count() == len(codenames), "unknown permission codename"
+        user.user_permissions.add(*perms)
+        return user
+
+    return make
+
+
+@pytest.fixture
+def operator_client(client, make_staff):
+    """A staff user who may view, requeue and delete jobs."""
+    client.force_login(
+        make_staff("view_job", "requeue_job", "delete_job", username="operator")
+    )
+    return client
+
+
+@pytest.fixture
+def viewer_client(client, make_staff):
+    client.force_login(make_staff("view_job", username="viewer"))
+    return client
+
+
+class HeldJob:
+    """A job claimed by another connection, named like a worker thread, inside an open
+    transaction: the row stays visible and locked until ``release()``."""
+
+    def __init__(self, queue, application_name: str = WORKER_NAME) -> None:
+        self.queue = queue
+        self.application_name = application_name
+        self.claimed = threading.Event()
+        self.release_event = threading.Event()
+        self.job = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            sql.execute(
+                "default", sql.SET_APPLICATION_NAME, {"name": self.application_name}
+            )
+            with transaction.atomic():
+                self.job = self.queue.claim()[0]
+                self.claimed.set()
+                self.release_event.wait(30)
+        except BaseException as exc:  # reported to the test through self.error
+            self.error = exc
+            self.claimed.set()
+        finally:
+            connection.close()
+
+    def start(self) -> HeldJob:
+        self.thread.start()
+        wait_until(self.claimed.is_set, timeout=10)
+        if self.error:
+            raise self.error
+        return self
+
+    def release(self) -> None:
+        self.release_event.set()
+        self.thread.join(10)
+
+
+@pytest.fixture
+def hold_job(queue):
+    """Factory: ``hold_job()`` claims the next ready job on a worker-named connection."""
+    held: list[HeldJob] = []
+
+    def hold(application_name: str = WORKER_NAME) -> HeldJob:
+        holder = HeldJob(queue, application_name).start()
+        held.append(holder)
+        return holder
+
+    yield hold
+    for holder in held:
+        holder.release()
+
+
+@pytest.fixture
+def without_pgrowlocks(db):
+    """Drop pgrowlocks inside the test's transaction (rolled back afterwards)."""
+    with connection.cursor() as cursor:
+        cursor.execute("DROP EXTENSION IF EXISTS pgrowlocks")

@@ -1,0 +1,112 @@
+"""Job data is shown as text, never as markup; secret-looking args are masked everywhere."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+
+from dpq.models import Job
+from dpq_admin import redact
+from tests.dashboard.conftest import url
+
+SCRIPT = "<script>alert('x')</script>"
+ESCAPED = "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;"
+IMG_TASK = '<img src=x onerror="alert(1)">'
+
+
+def redact_card_numbers(queue, args):
+    if queue == "billing" and isinstance(args, dict) and "card" in args:
+        return {**args, "card": "•••• " + args["card"][-4:]}
+    return args
+
+
+@pytest.fixture
+def html_job(make_job):
+    job = make_job(
+        "fail",
+        {"comment": SCRIPT},
+        failed_at=timezone.now(),
+        last_error=f"Traceback (most recent call last):\nValueError: {SCRIPT}\n",
+    )
+    Job.objects.filter(id=job.id).update(task=IMG_TASK)
+    return job
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("page", ["failed", "all"])
+def test_list_escapes_args_and_task_name(viewer_client, html_job, page):
+    html = viewer_client.get(url(page)).content.decode()
+
+    assert SCRIPT not in html
+    assert IMG_TASK not in html
+    assert "&lt;img src=x" in html
+    assert "&lt;script&gt;" in html
+
+
+@pytest.mark.django_db
+def test_job_page_escapes_args_task_and_traceback(viewer_client, html_job):
+    html = viewer_client.get(url("job", html_job.id)).content.decode()
+
+    assert SCRIPT not in html
+    assert IMG_TASK not in html
+    assert f"ValueError: {ESCAPED}" in html
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html
+
+
+@pytest.mark.django_db
+def test_dashboard_escapes_task_name(viewer_client, html_job):
+    html = viewer_client.get(url("changelist")).content.decode()
+
+    assert IMG_TASK not in html
+    assert "&lt;img src=x" in html
+
+
+@pytest.mark.django_db
+def test_secret_args_are_masked_on_list_and_job_page(viewer_client, make_job):
+    job = make_job(
+        "noop",
+        {
+            "password": "hunter2",
+            "headers": {"Authorization": "Bearer abc123", "X-Api-Key": "k-999"},
+            "tokens": ["t-1"],
+            "user": "ann",
+        },
+    )
+
+    for page in (url("queued"), url("all"), url("job", job.id)):
+        html = viewer_client.get(page).content.decode()
+        for secret in ("hunter2", "abc123", "k-999", "t-1"):
+            assert secret not in html, (page, secret)
+        assert redact.MASK in html
+    assert "ann" in viewer_client.get(url("job", job.id)).content.decode()
+
+
+@pytest.mark.django_db
+def test_secret_key_list_is_a_setting(viewer_client, make_job, settings):
+    settings.DPQ_ADMIN_SECRET_KEYS = ["pin"]
+    job = make_job("noop", {"pin": "4321", "password": "shown-now"})
+
+    html = viewer_client.get(url("job", job.id)).content.decode()
+
+    assert "4321" not in html
+    assert "shown-now" in html
+
+
+@pytest.mark.django_db
+def test_redact_hook_hides_more_per_queue(viewer_client, make_job, settings):
+    settings.DPQ_ADMIN_REDACT = f"{__name__}.redact_card_numbers"
+    job = make_job("noop", {"card": "4111111111111111"})
+    Job.objects.filter(id=job.id).update(queue="billing")
+
+    html = viewer_client.get(url("job", job.id)).content.decode()
+
+    assert "4111111111111111" not in html
+    assert "•••• 1111" in html
+
+
+def test_mask_secrets_keeps_other_values():
+    keys = redact.secret_keys()
+    assert redact.mask_secrets({"a": [{"session_id": 1}], "b": 2}, keys) == {
+        "a": [{"session_id": redact.MASK}],
+        "b": 2,
+    }
