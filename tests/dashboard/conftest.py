@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
@@ -112,3 +113,74 @@ def without_pgrowlocks(db):
     """Drop pgrowlocks inside the test's transaction (rolled back afterwards)."""
     with connection.cursor() as cursor:
         cursor.execute("DROP EXTENSION IF EXISTS pgrowlocks")
+
+
+# --- Browser tests ---------------------------------------------------------------------------
+
+# Playwright's sync API runs an event loop in the test thread; Django refuses ORM calls from a
+# thread with a running loop unless told this is intended.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PASSWORD = "a-browser-password"
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's chromium driven by Playwright; skipped when it is not installed."""
+    if not os.path.exists(CHROMIUM):
+        message = f"{CHROMIUM} is missing: apt-get install chromium"
+        if os.environ.get("DPQ_REQUIRE_BROWSER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser tab that records every JavaScript dialog in ``page.dialogs``."""
+    context = browser.new_context()
+    tab = context.new_page()
+    tab.dialogs = []
+
+    def record(dialog) -> None:
+        tab.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    tab.on("dialog", record)
+    yield tab
+    context.close()
+
+
+@pytest.fixture
+def logged_in(page, live_server, transactional_db):
+    """Log an operator (view, requeue, delete) in through the admin's login form."""
+    user = User.objects.create_user("operator", password=PASSWORD, is_staff=True)
+    user.user_permissions.add(
+        *Permission.objects.filter(
+            content_type__app_label="dpq",
+            codename__in=["view_job", "requeue_job", "delete_job"],
+        )
+    )
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/")
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{live_server.url}/admin/")
+    return page
