@@ -93,6 +93,27 @@ class Worker(BaseCommand):
             help="Seconds running jobs may take to finish after SIGTERM/SIGINT (default 30).",
         )
         parser.add_argument(
+            "--processes",
+            type=positive_int,
+            default=1,
+            help="Worker processes of --threads threads each, under a supervisor that restarts "
+            "any that dies (default 1: no supervisor).",
+        )
+        parser.add_argument(
+            "--batch",
+            type=positive_int,
+            default=1,
+            help="Jobs a thread claims per transaction (default 1). For many short jobs; "
+            "see the README before raising it.",
+        )
+        parser.add_argument(
+            "--batch-ms",
+            type=non_negative_float,
+            default=50.0,
+            help="With --batch: commit after this many milliseconds even if the batch is not "
+            "done (default 50).",
+        )
+        parser.add_argument(
             "--reload",
             action="store_true",
             dest="use_reloader",
@@ -115,6 +136,9 @@ class Worker(BaseCommand):
             burst=options["burst"],
             max_jobs=options["max_jobs"],
             grace=options["grace"],
+            batch=options["batch"],
+            batch_ms=options["batch_ms"],
+            processes=options["processes"],
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -124,6 +148,11 @@ class Worker(BaseCommand):
             raise CommandError(
                 f"--listen needs a notify channel, and queue {queue.name!r} has none: build it "
                 f"with notify_channel='...' or drop --listen"
+            )
+        if worker_options.batch > 1 and queue.at_most_once:
+            raise CommandError(
+                f"--batch needs at-least-once delivery; queue {queue.name!r} is an "
+                f"AtMostOnceQueue, whose claim commits before each job runs"
             )
         if options.get("use_reloader"):
             autoreload.run_with_reloader(self.run_pool, queue, worker_options)

@@ -18,6 +18,7 @@ import psycopg2
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
+from psycopg2.extensions import TRANSACTION_STATUS_INERROR as TRANSACTION_IN_ERROR
 
 from dpq import exceptions, signals, sql
 from dpq.models import PRIORITY_MAX, PRIORITY_MIN, BaseJob, Job, JSONValue
@@ -414,23 +415,11 @@ class Queue:
         put back with one more attempt (retried later or marked failed). ``solo`` says that no
         other job runs in this process meanwhile: only solo starts count towards crash_limit.
         """
+        refusal = self._refusal(job)
+        if refusal is not None:
+            self._put_back(job, refusal, give_up=True, error_text=str(refusal))
+            return job, None, refusal
         accounting = self.has_crash_accounting
-        if accounting and job.solo_starts >= self.crash_limit:
-            exc = exceptions.CrashLimitExceeded(
-                f"the worker died {job.solo_starts} times while running this job alone "
-                f"(crash_limit={self.crash_limit}; {job.starts} starts in all); it is not run "
-                f"again until a person requeues it"
-            )
-            self._put_back(job, exc, give_up=True, error_text=str(exc))
-            return job, None, exc
-        if job.task not in self.tasks:
-            known = ", ".join(sorted(self.tasks)) or "none"
-            exc = exceptions.TaskNotRegisteredError(
-                f"task {job.task!r} is not registered in queue {self.name!r} (known: {known}); "
-                f"deploy code that has it, then requeue the job"
-            )
-            self._put_back(job, exc, give_up=True, error_text=str(exc))
-            return job, None, exc
         if accounting:
             self.start_recorder.record([job.id], solo=solo, worker=self.worker_name)
         signals.job_started.send(sender=type(self), queue=self, job=job)
@@ -438,25 +427,13 @@ class Queue:
         try:
             with transaction.atomic(using=self.using):
                 retval = self.run_job(job)
-        except (
-            Exception
-        ) as exc:  # the task's own code: what it raises is the job's failure
+        except Exception as exc:  # the task's own code: its failure is the job's
             self._put_back(job, exc, give_up=self.at_most_once)
             return job, None, exc
         elapsed = time.monotonic() - started
         if accounting:
             sql.execute(self.using, sql.CLEAR_JOB_STARTS, {"ids": [job.id]})
-        self.logger.info(
-            "Job %s (%s) succeeded in %.3fs",
-            job.id,
-            job.task,
-            elapsed,
-            extra={**self._log_extra(job), "duration": elapsed},
-        )
-        signals.job_succeeded.send(
-            sender=type(self), queue=self, job=job, retval=retval, duration=elapsed
-        )
-        return job, retval, None
+        return self._succeeded(job, retval, elapsed)
 
     def _put_back(
         self,
@@ -465,8 +442,13 @@ class Queue:
         *,
         give_up: bool,
         error_text: str | None = None,
+        in_batch: bool = False,
     ) -> None:
-        """Write a failed run back to the table: a later retry, or failed_at."""
+        """Write a failed run back to the table: a later retry, or failed_at.
+
+        A job claimed alone was deleted by its claim and is inserted again with the same id;
+        a job of a batch is still in the table, locked, and is updated in place.
+        """
         job.attempts += 1
         job.last_error = error_text or "".join(traceback.format_exception(exc))
         policy = self.retry_policies.get(job.task, self.retry_policy)
@@ -485,10 +467,17 @@ class Queue:
             "attempts": job.attempts,
             "last_error": job.last_error,
         }
-        with transaction.atomic(using=self.using):
-            sql.execute(self.using, sql.PUT_BACK_JOB, params, job_table=self.job_table)
-            if self.has_crash_accounting:
-                sql.execute(self.using, sql.CLEAR_JOB_STARTS, {"ids": [job.id]})
+        if in_batch:
+            sql.execute(
+                self.using, sql.RECORD_JOB_FAILURE, params, job_table=self.job_table
+            )
+        else:
+            with transaction.atomic(using=self.using):
+                sql.execute(
+                    self.using, sql.PUT_BACK_JOB, params, job_table=self.job_table
+                )
+                if self.has_crash_accounting:
+                    sql.execute(self.using, sql.CLEAR_JOB_STARTS, {"ids": [job.id]})
         extra = {**self._log_extra(job), "attempts": job.attempts}
         if give_up:
             job.failed_at = timezone.now()
@@ -519,6 +508,120 @@ class Queue:
         signals.job_failed.send(
             sender=type(self), queue=self, job=job, exc=exc, will_retry=not give_up
         )
+
+    def lock_batch(self, limit: int) -> list[BaseJob]:
+        """Lock up to ``limit`` ready jobs for ``process_batch`` (not deleted: see there)."""
+        rows = sql.fetch_all(
+            self.using,
+            sql.LOCK_JOBS,
+            {"queue": self.name, "limit": limit},
+            job_table=self.job_table,
+        )
+        return [self.job_model.from_claim_row(row) for row in rows]
+
+    def claim_by_id(self, ids: list[int]) -> list[BaseJob]:
+        """Claim the given jobs if they are still ready and nobody holds them."""
+        rows = sql.fetch_all(
+            self.using, sql.CLAIM_JOBS_BY_ID, {"ids": ids}, job_table=self.job_table
+        )
+        return [self.job_model.from_claim_row(row) for row in rows]
+
+    def process_batch(
+        self, jobs: list[BaseJob], *, deadline: float, should_stop: Callable[[], bool]
+    ) -> list[RunResult]:
+        """Run locked jobs one after another in the current transaction (``--batch``).
+
+        Each task runs in its own savepoint: one that raises is rolled back alone and its
+        failure recorded in place. Jobs that succeed are deleted at the end, in the same
+        transaction, so each job's writes still commit together with its removal. Once
+        ``deadline`` (monotonic) passes or ``should_stop()``, the remaining jobs are left
+        untouched: the commit releases them for the next claim. Starts are recorded for the
+        whole batch at once, so a crash marks every job of the batch.
+        """
+        connection = connections[self.using]
+        results: list[RunResult] = []
+        runnable: list[BaseJob] = []
+        for job in jobs:
+            refusal = self._refusal(job)
+            if refusal is None:
+                runnable.append(job)
+            else:
+                self._put_back(
+                    job, refusal, give_up=True, error_text=str(refusal), in_batch=True
+                )
+                results.append((job, None, refusal))
+        started_ids = [job.id for job in runnable]
+        if self.has_crash_accounting and started_ids:
+            self.start_recorder.record(started_ids, solo=False, worker=self.worker_name)
+        done_ids: list[int] = []
+        with connection.cursor() as cursor:
+            for n, job in enumerate(runnable):
+                if n and (time.monotonic() >= deadline or should_stop()):
+                    break
+                cursor.execute(sql.NEXT_JOB_SAVEPOINT if n else sql.OPEN_JOB_SAVEPOINT)
+                callbacks = len(connection.run_on_commit)
+                signals.job_started.send(sender=type(self), queue=self, job=job)
+                started = time.monotonic()
+                try:
+                    retval = self.run_job(job)
+                    if (
+                        connection.connection.info.transaction_status
+                        == TRANSACTION_IN_ERROR
+                    ):
+                        raise exceptions.DpqError(
+                            "the task caught a database error without rolling back to a "
+                            "savepoint, leaving the transaction aborted; wrap the failing "
+                            "statement in transaction.atomic()"
+                        )
+                except (
+                    Exception
+                ) as exc:  # the task's own code: its failure, not the batch's
+                    cursor.execute(sql.ROLLBACK_JOB_SAVEPOINT)
+                    # What the task registered with on_commit is rolled back with it.
+                    del connection.run_on_commit[callbacks:]
+                    connection.needs_rollback = False
+                    self._put_back(job, exc, give_up=False, in_batch=True)
+                    results.append((job, None, exc))
+                    continue
+                done_ids.append(job.id)
+                results.append(self._succeeded(job, retval, time.monotonic() - started))
+            cursor.execute(
+                sql.render(sql.FINISH_BATCH, self.job_table),
+                {
+                    "done_ids": done_ids,
+                    "started_ids": started_ids if self.has_crash_accounting else [],
+                },
+            )
+        return results
+
+    def _refusal(self, job: BaseJob) -> exceptions.DpqError | None:
+        """Why a claimed job must not run at all (crashed too often, unknown task), or None."""
+        if self.has_crash_accounting and job.solo_starts >= self.crash_limit:
+            return exceptions.CrashLimitExceeded(
+                f"the worker died {job.solo_starts} times while running this job alone "
+                f"(crash_limit={self.crash_limit}; {job.starts} starts in all); it is not run "
+                f"again until a person requeues it"
+            )
+        if job.task not in self.tasks:
+            known = ", ".join(sorted(self.tasks)) or "none"
+            return exceptions.TaskNotRegisteredError(
+                f"task {job.task!r} is not registered in queue {self.name!r} (known: {known}); "
+                f"deploy code that has it, then requeue the job"
+            )
+        return None
+
+    def _succeeded(self, job: BaseJob, retval: Any, elapsed: float) -> RunResult:
+        self.logger.info(
+            "Job %s (%s) succeeded in %.3fs",
+            job.id,
+            job.task,
+            elapsed,
+            extra={**self._log_extra(job), "duration": elapsed},
+        )
+        signals.job_succeeded.send(
+            sender=type(self), queue=self, job=job, retval=retval, duration=elapsed
+        )
+        return job, retval, None
 
     def _log_extra(self, job: BaseJob) -> dict[str, Any]:
         return {"job_id": job.id, "task": job.task, "queue": self.name}

@@ -247,6 +247,14 @@ SET_APPLICATION_NAME = """
     SELECT set_config('application_name', %(name)s, false)
 """
 
+# Name a worker thread's connection, and read the idle_in_transaction_session_timeout it runs
+# under (milliseconds, 0 when off) so that a connection the server ends can be explained.
+SET_WORKER_CONNECTION = """
+    SELECT set_config('application_name', %(name)s, false),
+           (SELECT setting::int FROM pg_settings
+            WHERE name = 'idle_in_transaction_session_timeout')
+"""
+
 # Make the crash-accounting connection's commits cheap: a start record lost in a power cut
 # only costs one crash mark.
 SET_ASYNCHRONOUS_COMMIT = """
@@ -361,14 +369,14 @@ COUNT_JOBS_BY_STATE = """
     ORDER BY queue, task
 """
 
-# The database connections of dpq workers (application_name dpq:<queue>:<host>:<pid>:<thread>),
-# one row each: pid, application_name, client address, backend_start, xact_start, state,
+# The connections of dpq workers to this database (application_name
+# dpq:<queue>:<host>:<pid>:<thread>; pg_stat_activity lists every database's), one row each: pid, application_name, client address, backend_start, xact_start, state,
 # state_change, wait_event. Reads pg_stat_activity only. Without pg_read_all_stats, other
 # roles' rows show no query or timing (PostgreSQL hides them), but still show their names.
 WORKER_CONNECTIONS = """
     SELECT pid, application_name, client_addr::text, backend_start, xact_start, state,
            state_change, wait_event
     FROM pg_stat_activity
-    WHERE application_name LIKE 'dpq:%%'
+    WHERE application_name LIKE 'dpq:%%' AND datname = current_database()
     ORDER BY application_name, pid
 """

@@ -53,6 +53,9 @@ class WorkerOptions:
     burst: bool = False
     max_jobs: int | None = None
     grace: float = 30.0
+    batch: int = 1
+    batch_ms: float = 50.0
+    processes: int = 1
 
 
 def application_name(queue_name: str, role: str) -> str:
@@ -127,6 +130,10 @@ class WorkerThread(threading.Thread):
         self.number = number
         self.wake = threading.Event()
         self.role = f"t{number}"
+        # The connection's idle_in_transaction_session_timeout in seconds (0: off), and when
+        # the current claim began: a lost connection can then be explained.
+        self.idle_timeout = 0.0
+        self.claim_started = 0.0
 
     def run(self) -> None:
         pool = self.pool
@@ -159,13 +166,17 @@ class WorkerThread(threading.Thread):
             connection.ensure_connection()
             name = application_name(self.pool.queue.name, self.role)
             with connection.cursor() as cursor:
-                cursor.execute(sql.SET_APPLICATION_NAME, {"name": name})
+                cursor.execute(sql.SET_WORKER_CONNECTION, {"name": name})
+                self.idle_timeout = cursor.fetchone()[1] / 1000
 
     def run_one(self) -> bool:
         """Claim one job and run it; False when no job was ready."""
         pool = self.pool
         queue = pool.queue
         self.ensure_connection()
+        self.claim_started = time.monotonic()
+        if pool.options.batch > 1:
+            return self.run_batch()
         if queue.at_most_once:
             pool.gate.acquire_shared()
             try:
@@ -179,9 +190,9 @@ class WorkerThread(threading.Thread):
             finally:
                 pool.gate.release_shared()
             return True
+        suspect = None
         with transaction.atomic(using=queue.using):
             pool.gate.acquire_shared()
-            holding = True
             try:
                 jobs = queue.claim()
                 if not jobs:
@@ -189,22 +200,56 @@ class WorkerThread(threading.Thread):
                 job = jobs[0]
                 pool.wake_one()
                 if self.is_suspect(job):
-                    pool.gate.release_shared()
-                    holding = False
-                    result = self.run_alone(job)
+                    # Give the claim back rather than wait for the other threads' jobs with
+                    # it open: an idle transaction holds back vacuum, and
+                    # idle_in_transaction_session_timeout would end it, charging the
+                    # suspect a crash it never had.
+                    transaction.set_rollback(True, using=queue.using)
+                    suspect = job
                 else:
-                    result = queue.process_job(job, solo=pool.options.threads == 1)
-                pool.note_result(result)
+                    pool.note_result(
+                        queue.process_job(job, solo=pool.options.threads == 1)
+                    )
             finally:
-                if holding:
-                    pool.gate.release_shared()
+                pool.gate.release_shared()
+        if suspect is not None:
+            return self.run_suspect(suspect)
+        return True
+
+    def run_batch(self) -> bool:
+        """Lock up to --batch jobs, run them in one transaction, then run suspects alone."""
+        pool = self.pool
+        queue = pool.queue
+        suspects: list[BaseJob] = []
+        with transaction.atomic(using=queue.using):
+            pool.gate.acquire_shared()
+            try:
+                jobs = queue.lock_batch(pool.options.batch)
+                if not jobs:
+                    return False
+                pool.wake_one()
+                batch = []
+                for job in jobs:
+                    (suspects if self.is_suspect(job) else batch).append(job)
+                deadline = time.monotonic() + pool.options.batch_ms / 1000
+                for result in queue.process_batch(
+                    batch, deadline=deadline, should_stop=pool.stopping.is_set
+                ):
+                    pool.note_result(result)
+            finally:
+                pool.gate.release_shared()
+        # A suspect runs alone, in a transaction of its own, once the batch is committed.
+        for suspect in suspects:
+            with transaction.atomic(using=queue.using):
+                for job in queue.claim_by_id([suspect.id]):
+                    pool.note_result(self.run_alone(job))
         return True
 
     def is_suspect(self, job: BaseJob) -> bool:
         queue = self.pool.queue
         return (
             queue.has_crash_accounting
-            and self.pool.options.threads > 1
+            and (self.pool.options.threads > 1 or self.pool.options.batch > 1)
             and job.starts > 0
             and job.solo_starts < queue.crash_limit
         )
@@ -221,16 +266,49 @@ class WorkerThread(threading.Thread):
         with self.pool.gate.exclusive():
             return self.pool.queue.process_job(job, solo=True)
 
+    def run_suspect(self, suspect: BaseJob) -> bool:
+        """Once no other thread runs a job, claim again and run the claimed job alone.
+
+        The claim usually returns the suspect again (it was the best ready job a moment
+        ago); whatever it returns runs alone, so a death during it is that job's own.
+        """
+        pool = self.pool
+        queue = pool.queue
+        logger.warning(
+            "Job %s (%s) was running when a worker died (%s starts, %s alone); running it alone",
+            suspect.id,
+            suspect.task,
+            suspect.starts,
+            suspect.solo_starts,
+            extra={"job_id": suspect.id, "task": suspect.task, "queue": queue.name},
+        )
+        with pool.gate.exclusive(), transaction.atomic(using=queue.using):
+            jobs = queue.claim()
+            for job in jobs:
+                pool.note_result(queue.process_job(job, solo=True))
+        return bool(jobs)
+
     def handle_error(self, exc: BaseException, failures: int) -> None:
         connection = connections[self.pool.queue.using]
         delay = min(RECONNECT_MAX_DELAY, RECONNECT_MIN_DELAY * 2 ** (failures - 1))
-        if IDLE_TIMEOUT_MESSAGE in str(exc):
+        # libpq rarely passes PostgreSQL's reason on: the server's message is lost when the
+        # next statement meets the closed socket. A claim held open longer than the timeout
+        # is the telling sign.
+        held = time.monotonic() - self.claim_started
+        if _caused_by_idle_timeout(exc) or (
+            self.idle_timeout
+            and held > self.idle_timeout
+            and not _is_usable(connection)
+        ):
             logger.warning(
-                "Worker thread %s: PostgreSQL ended the connection because a job's transaction "
-                "sat idle longer than idle_in_transaction_session_timeout; the job returns to the "
-                "queue and counts as a crash. Raise that setting for the worker's role or make "
-                "the task shorter. Reconnecting in %.1fs",
+                "Worker thread %s lost its database connection after holding a job's "
+                "transaction open for %.1fs, longer than idle_in_transaction_session_timeout "
+                "(%gs): PostgreSQL ends a transaction that sits idle that long. The job "
+                "returns to the queue and counts as a crash. Raise that setting for the "
+                "worker's role or make the task shorter. Reconnecting in %.1fs",
                 self.role,
+                held,
+                self.idle_timeout,
                 delay,
             )
         elif isinstance(exc, OperationalError | InterfaceError) or not _is_usable(
@@ -254,6 +332,22 @@ class WorkerThread(threading.Thread):
         self.pool.stopping.wait(delay)
 
 
+def _caused_by_idle_timeout(exc: BaseException | None) -> bool:
+    """Whether PostgreSQL's idle-in-transaction timeout is behind ``exc``.
+
+    Only the first statement after the timeout gets PostgreSQL's message; what reaches the
+    thread is usually a later error on the closed connection (putting the job back), which
+    carries the first one as its context.
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if IDLE_TIMEOUT_MESSAGE in str(exc):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def _is_usable(connection: Any) -> bool:
     try:
         return connection.connection is not None and connection.is_usable()
@@ -267,6 +361,11 @@ class WorkerPool:
     def __init__(self, queue: Queue, options: WorkerOptions) -> None:
         if options.threads < 1:
             raise ValueError(f"threads must be >= 1, got {options.threads}")
+        if options.batch > 1 and queue.at_most_once:
+            raise ValueError(
+                f"--batch needs at-least-once delivery: queue {queue.name!r} is an "
+                f"AtMostOnceQueue, whose claim commits before each job runs"
+            )
         self.queue = queue
         self.options = options
         self.listen = (
@@ -290,6 +389,9 @@ class WorkerPool:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._listener: Any = None
+        # Set in a child of --processes: the supervisor forwards signals, and the child stops
+        # by itself if the supervisor dies.
+        self.supervisor_pid: int | None = None
 
     # --- Coordination between threads ------------------------------------------------
 
@@ -369,9 +471,12 @@ class WorkerPool:
         self.install_signal_handlers()
         delivery = "at-most-once" if self.queue.at_most_once else "at-least-once"
         logger.info(
-            "dpq worker started: queue %r, %s threads, %s, %s delivery, database %s",
+            "dpq worker started: queue %r, %s threads%s, %s, %s delivery, database %s",
             self.queue.name,
             self.options.threads,
+            f", batches of up to {self.options.batch} jobs or {self.options.batch_ms:g} ms"
+            if self.options.batch > 1
+            else "",
             f"listening on {self.queue.notify_channel!r}"
             if self.listen
             else f"polling every {self.options.delay}s",
@@ -396,6 +501,12 @@ class WorkerPool:
         next_check = 0.0
         next_due: float | None = None
         while not self.stopping.is_set():
+            if self.supervisor_pid is not None and os.getppid() != self.supervisor_pid:
+                logger.error(
+                    "The supervisor process is gone; stopping this worker process"
+                )
+                self.stop()
+                break
             with self._lock:
                 if self._running_threads == 0:
                     return
@@ -505,7 +616,11 @@ class WorkerPool:
         if threading.current_thread() is not threading.main_thread():
             return
         signal.signal(signal.SIGTERM, self.handle_signal)
-        signal.signal(signal.SIGINT, self.handle_signal)
+        if self.supervisor_pid is None:
+            signal.signal(signal.SIGINT, self.handle_signal)
+        else:
+            # Ctrl-C reaches the whole process group; the supervisor turns it into SIGTERM.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def handle_signal(self, signum: int, frame: Any) -> None:
         self._signals += 1
@@ -529,5 +644,9 @@ class WorkerPool:
 
 
 def run_worker(queue: Queue, options: WorkerOptions) -> int:
-    """Run a worker pool for ``queue`` in this process; return its exit code."""
+    """Run a worker pool for ``queue``, or --processes of them; return the exit code."""
+    if options.processes > 1:
+        from dpq.supervisor import Supervisor
+
+        return Supervisor(queue, options).run()
     return WorkerPool(queue, options).run()
