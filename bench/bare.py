@@ -1,0 +1,72 @@
+"""The limit: N processes, each with its own psycopg2 connection, claiming one job per
+transaction with a single statement and committing. No Django, no task call, no bookkeeping:
+what PostgreSQL and the driver allow on this machine, measured on the same table.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from typing import Any
+
+import psycopg2
+
+# The claim of the original django-postgres-queue: one statement, one job, the same order
+# and locking as dpq's claim (dpq adds the crash-accounting join and a LIMIT parameter).
+CLAIM_ONE = """
+    DELETE FROM dpq_job WHERE id = (
+        SELECT id FROM dpq_job
+        WHERE queue = %(queue)s AND failed_at IS NULL AND execute_at <= now()
+        ORDER BY priority DESC, execute_at, id
+        FOR UPDATE SKIP LOCKED
+        LIMIT 1
+    ) RETURNING *
+"""
+
+
+def _loop(dsn: str, queue: str, ready: Any, results: Any) -> None:
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        conn.commit()
+        ready.wait()
+        claimed = 0
+        first = time.time()
+        last = first
+        with conn.cursor() as cursor:
+            while True:
+                cursor.execute(CLAIM_ONE, {"queue": queue})
+                row = cursor.fetchone()
+                conn.commit()
+                if row is None:
+                    break
+                claimed += 1
+                last = time.time()
+        results.put((first, last, claimed))
+    finally:
+        conn.close()
+
+
+def drain(dsn: str, queue: str, connections: int) -> tuple[float, int]:
+    """Drain the queue with ``connections`` processes; return (seconds, jobs claimed).
+
+    The time runs from the moment all processes are connected and released to the last
+    successful claim's commit: connecting and process start-up are left out.
+    """
+    context = multiprocessing.get_context("fork")
+    ready = context.Barrier(connections + 1)
+    results = context.Queue()
+    processes = [
+        context.Process(target=_loop, args=(dsn, queue, ready, results))
+        for _ in range(connections)
+    ]
+    for process in processes:
+        process.start()
+    ready.wait()
+    outcomes = [results.get(timeout=600) for _ in processes]
+    for process in processes:
+        process.join()
+    first = min(o[0] for o in outcomes)
+    last = max(o[1] for o in outcomes)
+    return last - first, sum(o[2] for o in outcomes)

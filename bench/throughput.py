@@ -1,0 +1,282 @@
+"""Enqueue rates, and the drain of N no-op jobs by dpq_worker against the bare loop."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.db import transaction
+
+from bench import bare, harness, queues
+from bench.report import Figure, Target
+
+SECTION_ENQUEUE = "enqueue"
+SECTION_DRAIN = "drain"
+
+# Delivery modes and crash accounting: (label, attribute in bench.queues).
+VARIANTS = [
+    ("at-least-once, crash accounting", "at_least_once"),
+    ("at-least-once, no crash accounting", "at_least_once_unaccounted"),
+    ("at-most-once", "at_most_once"),
+]
+
+
+@dataclass(frozen=True)
+class Config:
+    """Connections of a dpq worker run: how it is started and how many claim at once."""
+
+    label: str
+    args: tuple[str, ...]
+    connections: int
+
+
+def enqueue_figures(rounds: int, count_one: int, count_many: int) -> list[Figure]:
+    queue = queues.at_least_once
+    chunk = 1000
+
+    def one_by_one() -> float:
+        harness.reset()
+        harness.settle()
+        started = time.perf_counter()
+        for _ in range(count_one):
+            queue.enqueue("noop", {})
+        return count_one / (time.perf_counter() - started)
+
+    def one_by_one_in_transaction() -> float:
+        harness.reset()
+        harness.settle()
+        started = time.perf_counter()
+        with transaction.atomic():
+            for _ in range(count_one):
+                queue.enqueue("noop", {})
+        return count_one / (time.perf_counter() - started)
+
+    def many() -> float:
+        harness.reset()
+        harness.settle()
+        items = [("noop", {})] * chunk
+        started = time.perf_counter()
+        for _ in range(count_many // chunk):
+            queue.enqueue_many(items)
+        return count_many / (time.perf_counter() - started)
+
+    samples = harness.interleave(
+        rounds,
+        {
+            "one": one_by_one,
+            "one_tx": one_by_one_in_transaction,
+            "many": many,
+        },
+    )
+    base = samples["one"].median
+    return [
+        Figure(
+            SECTION_ENQUEUE,
+            f"enqueue one by one, autocommit ({count_one:,} jobs)",
+            base,
+            "jobs/s",
+            samples["one"].values,
+            note="a commit (and WAL flush) per job, as from a web request",
+        ),
+        Figure(
+            SECTION_ENQUEUE,
+            f"enqueue one by one in one transaction ({count_one:,} jobs)",
+            samples["one_tx"].median,
+            "jobs/s",
+            samples["one_tx"].values,
+            "one by one",
+            base,
+        ),
+        Figure(
+            SECTION_ENQUEUE,
+            f"enqueue_many, {chunk:,} per call ({count_many:,} jobs)",
+            samples["many"].median,
+            "jobs/s",
+            samples["many"].values,
+            "one by one",
+            base,
+            Target(">=", 10),
+        ),
+    ]
+
+
+def drain_configs(
+    threads: list[int], options: set[str], batch: int
+) -> tuple[list[Config], list[Config], list[str]]:
+    """The one-job-per-transaction configs, the batched ones, and notes on what is missing."""
+    configs = [
+        Config(f"{n} thread{'s' if n > 1 else ''}", ("--threads", str(n)), n)
+        for n in threads
+    ]
+    missing = []
+    if "--processes" in options:
+        configs.append(
+            Config("2 processes x 4 threads", ("--processes", "2", "--threads", "4"), 8)
+        )
+    else:
+        missing.append("--processes")
+    batched = []
+    if "--batch" in options:
+        batch_args = ("--batch", str(batch))
+        if "--batch-ms" in options:
+            batch_args += ("--batch-ms", "50")
+        batched.append(
+            Config(f"8 threads, --batch {batch}", ("--threads", "8", *batch_args), 8)
+        )
+        if "--processes" in options:
+            batched.append(
+                Config(
+                    f"2 processes x 4 threads, --batch {batch}",
+                    ("--processes", "2", "--threads", "4", *batch_args),
+                    8,
+                )
+            )
+    else:
+        missing.append("--batch")
+    return configs, batched, missing
+
+
+def drain_figures(
+    rounds: int,
+    jobs: int,
+    threads: list[int],
+    options: set[str],
+    *,
+    batch: int = 100,
+    full: bool = True,
+) -> list[Figure]:
+    """Drain ``jobs`` no-op jobs with each config, interleaved, against the bare loop."""
+    configs, batched, missing = drain_configs(threads, options, batch)
+    dsn = os.environ["DATABASE_URL"]
+    bare_sizes = sorted({c.connections for c in configs + batched})
+
+    def jobs_for(connections: int) -> int:
+        # Fewer jobs for fewer connections: one connection commits ~100-1,000 times a
+        # second depending on the disk, and the rate, not the count, is the figure.
+        return max(min(500, jobs), jobs * connections // 8)
+
+    def bare_case(n: int) -> Callable[[], float]:
+        def case() -> float:
+            jobs = jobs_for(n)
+            harness.reset()
+            harness.insert_jobs(jobs)
+            harness.settle()
+            seconds, claimed = bare.drain(dsn, queues.NAME, n)
+            if claimed != jobs:
+                raise RuntimeError(f"the bare loop claimed {claimed} of {jobs} jobs")
+            return jobs / seconds
+
+        return case
+
+    def dpq_case(queue_attr: str, config: Config) -> Callable[[], float]:
+        def case() -> float:
+            jobs = jobs_for(config.connections)
+            harness.reset()
+            harness.insert_marked_drain(jobs)
+            harness.settle()
+            harness.run_worker(queue_attr, config.args)
+            left = harness.count_jobs()
+            seconds = harness.marked_seconds()
+            if left or seconds is None:
+                raise RuntimeError(
+                    f"dpq_worker {queue_attr} {config.args} left {left} jobs behind"
+                )
+            return jobs / seconds
+
+        return case
+
+    cases: dict[str, Callable[[], float]] = {}
+    for n in bare_sizes:
+        cases[f"bare:{n}"] = bare_case(n)
+    for _label, attr in VARIANTS:
+        for config in configs:
+            if not full and attr != "at_least_once" and config.connections != 8:
+                continue
+            cases[f"{attr}:{config.label}"] = dpq_case(attr, config)
+    for config in batched:
+        cases[f"at_least_once:{config.label}"] = dpq_case("at_least_once", config)
+    samples = harness.interleave(rounds, cases)
+
+    figures = []
+    for n in bare_sizes:
+        s = samples[f"bare:{n}"]
+        figures.append(
+            Figure(
+                SECTION_DRAIN,
+                f"bare loop, {n} connection{'s' if n > 1 else ''} (the limit)",
+                s.median,
+                "jobs/s",
+                s.values,
+                note=(
+                    f"{jobs_for(n):,} jobs; 1 job per transaction, psycopg2, 1 process per "
+                    f"connection; timed from the release of the connected processes to the "
+                    f"last commit"
+                ),
+            )
+        )
+    for label, attr in VARIANTS:
+        for config in configs:
+            s = samples.get(f"{attr}:{config.label}")
+            if s is None:
+                continue
+            figures.append(
+                Figure(
+                    SECTION_DRAIN,
+                    f"dpq {label}, {config.label}",
+                    s.median,
+                    "jobs/s",
+                    s.values,
+                    f"bare {config.connections}",
+                    samples[f"bare:{config.connections}"].median,
+                    Target(">=", 0.75) if config.connections == 8 else None,
+                    note=(
+                        f"{jobs_for(config.connections):,} jobs; timed from the first job's "
+                        f"start to the last's (marker jobs), so process start-up and exit "
+                        f"are left out"
+                    ),
+                )
+            )
+    for config in configs:
+        on = samples.get(f"at_least_once:{config.label}")
+        off = samples.get(f"at_least_once_unaccounted:{config.label}")
+        if on is None or off is None or config.connections != 8:
+            continue
+        figures.append(
+            Figure(
+                SECTION_DRAIN,
+                f"crash accounting kept, {config.label}",
+                on.median,
+                "jobs/s",
+                on.values,
+                "no crash accounting",
+                off.median,
+                Target(">=", 0.8),
+            )
+        )
+    for config in batched:
+        s = samples[f"at_least_once:{config.label}"]
+        figures.append(
+            Figure(
+                SECTION_DRAIN,
+                f"dpq at-least-once, crash accounting, {config.label}",
+                s.median,
+                "jobs/s",
+                s.values,
+                "bare 8",
+                samples["bare:8"].median,
+                Target(">=", 3),
+            )
+        )
+    for option in missing:
+        figures.append(
+            Figure(
+                SECTION_DRAIN,
+                f"dpq_worker {option}",
+                None,
+                "",
+                note=f"skipped: `dpq_worker --help` does not list {option} in this checkout",
+            )
+        )
+    return figures
