@@ -74,8 +74,10 @@ class JobTable(tables.Table):
     execute_at = tables.DateTimeColumn(verbose_name="Run at")
     created_at = tables.DateTimeColumn(verbose_name="Created")
     failed_at = tables.DateTimeColumn(verbose_name="Failed")
-    args = tables.Column(orderable=False)
-    last_error = tables.Column(verbose_name="Last error", orderable=False)
+    args = tables.Column(orderable=False, attrs={"td": {"class": "dpq-args"}})
+    last_error = tables.Column(
+        verbose_name="Last error", orderable=False, attrs={"td": {"class": "dpq-error"}}
+    )
 
     class Meta:
         model = Job

@@ -29,9 +29,9 @@ PER_PAGE = 50
 LIST_STATES = ("queued", "running", "delayed", "failed", "all")
 # Columns a list of each state leaves out (the rest say nothing about that state).
 HIDDEN_COLUMNS = {
-    JobState.QUEUED: ("failed_at", "last_error"),
-    JobState.DELAYED: ("failed_at", "last_error"),
-    JobState.FAILED: ("execute_at",),
+    JobState.QUEUED: ("failed_at", "last_error", "created_at"),
+    JobState.DELAYED: ("failed_at", "last_error", "created_at"),
+    JobState.FAILED: ("execute_at", "created_at"),
     "all": ("last_error",),
 }
 # The order a list starts in: what runs next, what is due next, what failed last, newest.

@@ -1,0 +1,269 @@
+"""Take the README's screenshots of the dashboard: docs/dashboard.png, docs/job.png,
+docs/failed-jobs.png.
+
+    DATABASE_URL=postgres://user@host/dpq_screens .venv/bin/python scripts/screenshots.py
+
+``make screenshots`` runs it against a database of its own. The script migrates that
+database, REPLACES every job in it with a small example queue (queued, delayed, failed and
+one job held by a worker-named connection), serves the admin on a local port and
+photographs it with Debian's chromium through Playwright (apt-get install chromium).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import sys
+import threading
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+USERNAME, PASSWORD = "screens", "screens-only-password"
+WORKER = "dpq:default:web-1:4711"
+
+TRACEBACK = """Traceback (most recent call last):
+  File "/srv/shop/dpq/queue.py", line 431, in process_job
+    retval = self.run_job(job)
+  File "/srv/shop/shop/tasks.py", line 58, in sync_stock
+    response.raise_for_status()
+  File "/srv/shop/.venv/lib/python3.11/site-packages/requests/models.py", line 1021, in raise_for_status
+    raise HTTPError(http_error_msg, response=self)
+requests.exceptions.HTTPError: 503 Server Error: Service Unavailable for url: https://erp.example.com/api/stock
+"""
+
+
+def configure() -> None:
+    import dj_database_url
+    from django.conf import settings
+
+    if not os.environ.get("DATABASE_URL"):
+        sys.exit("DATABASE_URL is not set: run `make screenshots`, which sets it.")
+    sys.path.insert(0, str(ROOT))
+    settings.configure(
+        DEBUG=False,
+        SECRET_KEY="screenshots-only",
+        ALLOWED_HOSTS=["*"],
+        USE_TZ=True,
+        TIME_ZONE="UTC",
+        DATABASES={"default": dj_database_url.parse(os.environ["DATABASE_URL"])},
+        DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
+        INSTALLED_APPS=[
+            "django.contrib.admin",
+            "django.contrib.auth",
+            "django.contrib.contenttypes",
+            "django.contrib.sessions",
+            "django.contrib.messages",
+            "django.contrib.staticfiles",
+            "django_tables2",
+            "dpq",
+            "dpq_admin",
+        ],
+        MIDDLEWARE=[
+            "django.contrib.sessions.middleware.SessionMiddleware",
+            "django.middleware.csrf.CsrfViewMiddleware",
+            "django.contrib.auth.middleware.AuthenticationMiddleware",
+            "django.contrib.messages.middleware.MessageMiddleware",
+        ],
+        ROOT_URLCONF="tests.urls",
+        STATIC_URL="/static/",
+        TEMPLATES=[
+            {
+                "BACKEND": "django.template.backends.django.DjangoTemplates",
+                "APP_DIRS": True,
+                "OPTIONS": {
+                    "context_processors": [
+                        "django.template.context_processors.request",
+                        "django.contrib.auth.context_processors.auth",
+                        "django.contrib.messages.context_processors.messages",
+                    ]
+                },
+            }
+        ],
+    )
+    import django
+
+    django.setup()
+
+
+def fill_queue() -> int:
+    """Replace the jobs with an example queue; return the id of the failed job to show."""
+    from django.contrib.auth.models import User
+    from django.utils import timezone
+
+    from dpq.models import Job, JobStart
+
+    Job.objects.all().delete()
+    JobStart.objects.all().delete()
+    now = timezone.now()
+    minutes = datetime.timedelta(minutes=1)
+    jobs = [
+        Job(
+            task="send_welcome_email",
+            queue="mail",
+            args={"user_id": 4200 + n},
+            execute_at=now - (9 - n) * minutes,
+            priority=5,
+        )
+        for n in range(6)
+    ]
+    jobs += [
+        Job(
+            task="resize_image",
+            queue="default",
+            args={"path": f"uploads/{n}.jpg", "width": 800},
+            execute_at=now - (n + 1) * minutes,
+        )
+        for n in range(9)
+    ]
+    jobs += [
+        Job(
+            task="sync_stock",
+            queue="default",
+            args={"sku": f"SKU-{n:04}"},
+            execute_at=now + (30 + n) * minutes,
+        )
+        for n in range(4)
+    ]
+    failures = [
+        Job(
+            task="sync_stock",
+            queue="default",
+            attempts=3,
+            last_error=TRACEBACK,
+            args={"sku": "SKU-0042", "api_token": "sk_live_123", "warehouse": "north"},
+            failed_at=now - 12 * minutes,
+            execute_at=now - 20 * minutes,
+        ),
+        Job(
+            task="charge_card",
+            queue="billing",
+            attempts=1,
+            last_error="Traceback (most recent call last):\n  ...\nshop.payments.CardDeclined: card declined\n",
+            args={"order": 1881, "amount": "49.90", "authorization": "Bearer abc"},
+            failed_at=now - 40 * minutes,
+            execute_at=now - 41 * minutes,
+        ),
+        Job(
+            task="send_welcome_email",
+            queue="mail",
+            attempts=3,
+            last_error="Traceback (most recent call last):\n  ...\nsmtplib.SMTPRecipientsRefused: {'bounce@example.com': (550, b'No such user')}\n",
+            args={"user_id": 17, "email": "bounce@example.com"},
+            failed_at=now - 3 * minutes,
+            execute_at=now - 9 * minutes,
+        ),
+    ]
+    created = Job.objects.bulk_create(jobs + failures)
+    User.objects.filter(username=USERNAME).delete()
+    User.objects.create_superuser(USERNAME, password=PASSWORD)
+    return created[len(jobs)].pk
+
+
+class Worker(threading.Thread):
+    """Connections named like a dpq worker: two threads each holding a claimed job, one
+    listening, until ``stop`` is set."""
+
+    def __init__(self, thread: str, claim: bool) -> None:
+        super().__init__(daemon=True)
+        self.thread_name, self.claim = thread, claim
+        self.ready, self.stop = threading.Event(), threading.Event()
+
+    def run(self) -> None:
+        from django.db import connection, transaction
+
+        from dpq import sql
+        from dpq.queue import AtLeastOnceQueue
+
+        try:
+            name = f"{WORKER}:{self.thread_name}"
+            sql.execute("default", sql.SET_APPLICATION_NAME, {"name": name})
+            with transaction.atomic():
+                if self.claim:
+                    queue = AtLeastOnceQueue(
+                        tasks={"resize_image": print}, name="default"
+                    )
+                    queue.claim()
+                self.ready.set()
+                self.stop.wait(120)
+        finally:
+            self.ready.set()
+            connection.close()
+
+
+def serve() -> object:
+    from django.contrib.staticfiles.handlers import StaticFilesHandler
+    from django.test.testcases import LiveServerThread
+
+    server = LiveServerThread("127.0.0.1", StaticFilesHandler, port=0)
+    server.daemon = True
+    server.start()
+    server.is_ready.wait()
+    if server.error:
+        raise server.error
+    return server
+
+
+def photograph(base: str, failed_id: int) -> None:
+    from playwright.sync_api import sync_playwright
+
+    DOCS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{base}/admin/login/?next=/admin/")
+        page.fill("#id_username", USERNAME)
+        page.fill("#id_password", PASSWORD)
+        page.click("input[type=submit]")
+        page.wait_for_url(f"{base}/admin/")
+        for path, name in (
+            ("/admin/dpq/job/", "dashboard.png"),
+            (f"/admin/dpq/job/{failed_id}/", "job.png"),
+            ("/admin/dpq/job/failed/", "failed-jobs.png"),
+        ):
+            page.goto(base + path)
+            page.screenshot(path=str(DOCS / name), full_page=True)
+            print(f"wrote docs/{name}")
+        browser.close()
+
+
+def main() -> None:
+    if not os.path.exists(CHROMIUM):
+        sys.exit(f"{CHROMIUM} is missing: apt-get install chromium")
+    # Playwright's sync API runs an event loop in this thread; the ORM calls here are
+    # synchronous on purpose.
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    configure()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    failed_id = fill_queue()
+    workers = [Worker("t1", True), Worker("t2", True), Worker("listen", False)]
+    for worker in workers:
+        worker.start()
+        worker.ready.wait(10)
+    server = serve()
+    try:
+        photograph(f"http://127.0.0.1:{server.port}", failed_id)
+    finally:
+        for worker in workers:
+            worker.stop.set()
+        for worker in workers:
+            worker.join(10)
+        server.terminate()
+
+
+if __name__ == "__main__":
+    main()
