@@ -298,7 +298,7 @@ class WorkerThread(threading.Thread):
         if _caused_by_idle_timeout(exc) or (
             self.idle_timeout
             and held > self.idle_timeout
-            and not _is_usable(connection)
+            and isinstance(exc, OperationalError | InterfaceError)
         ):
             logger.warning(
                 "Worker thread %s lost its database connection after holding a job's "
