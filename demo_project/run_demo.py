@@ -40,6 +40,7 @@ DEMO_PASSWORD = "demo"
 WORKER_GRACE = 10
 STOP_TIMEOUT = WORKER_GRACE + 10
 TRICKLE_INTERVAL = 1.0
+SERVER_START_TIMEOUT = 60
 
 COLOURS = {"demo": "1", "worker": "36", "reports": "35", "web": "33"}
 print_lock = threading.Lock()
@@ -52,6 +53,10 @@ def say(source: str, line: str) -> None:
         prefix = f"\033[{COLOURS.get(source, '0')}m{prefix}\033[0m"
     with print_lock:
         print(f"{prefix} {line}", flush=True)
+
+
+class SetUpError(Exception):
+    """A set-up step failed; the message says what to do."""
 
 
 # --- Child processes -----------------------------------------------------------------
@@ -125,8 +130,16 @@ class Child:
 
 
 def build_children(port: int) -> list[Child]:
+    """The web server, then a worker per queue (main() relies on this order)."""
     python = [sys.executable, "-u", "manage.py"]
     return [
+        # runserver has no SIGTERM handler (it would die with status -15); SIGINT makes
+        # it quit with status 0.
+        Child(
+            "web",
+            [*python, "runserver", f"{HOST}:{port}", "--noreload"],
+            signal.SIGINT,
+        ),
         Child(
             "worker",
             [
@@ -143,13 +156,6 @@ def build_children(port: int) -> list[Child]:
                 *("--grace", str(WORKER_GRACE)),
             ],
             signal.SIGTERM,
-        ),
-        # runserver has no SIGTERM handler (it would die with status -15); SIGINT makes
-        # it quit with status 0.
-        Child(
-            "web",
-            [*python, "runserver", f"{HOST}:{port}", "--noreload"],
-            signal.SIGINT,
         ),
     ]
 
@@ -203,19 +209,19 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def choose_port(requested: int | None) -> int:
+def choose_port(requested: int | None, first: int = DEFAULT_PORT) -> int:
+    """The port asked for (which must be free), else ``first`` or the next free one."""
     if requested is not None:
         if not port_is_free(requested):
-            raise SystemExit(f"run_demo: port {requested} on {HOST} is taken")
+            raise SetUpError(f"port {requested} on {HOST} is taken; choose another")
         return requested
-    for port in range(DEFAULT_PORT, DEFAULT_PORT + 100):
+    for port in range(first, first + 100):
         if port_is_free(port):
-            if port != DEFAULT_PORT:
-                say("demo", f"port {DEFAULT_PORT} is taken; using port {port} instead")
+            if port != first:
+                say("demo", f"port {first} is taken; using port {port} instead")
             return port
-    raise SystemExit(
-        f"run_demo: ports {DEFAULT_PORT}-{DEFAULT_PORT + 99} on {HOST} are all taken; "
-        f"pass --port N"
+    raise SetUpError(
+        f"ports {first}-{first + 99} on {HOST} are all taken; pass --port N"
     )
 
 
@@ -230,9 +236,18 @@ def set_up_django() -> None:
 def prepare_database() -> None:
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
+    from django.db import DatabaseError, connection
 
     say("demo", "applying migrations ...")
-    call_command("migrate", interactive=False, verbosity=0)
+    try:
+        call_command("migrate", interactive=False, verbosity=0)
+    except DatabaseError as exc:
+        name = connection.settings_dict["NAME"]
+        raise SetUpError(
+            f"migrate failed on database {name!r}: {exc}".strip()
+            + "\nIf that database was made by an older version of the demo, drop it "
+            f"(dropdb {name}) and run make demo again."
+        ) from exc
 
     user_model = get_user_model()
     user, _ = user_model.objects.get_or_create(username=DEMO_USER)
@@ -260,6 +275,27 @@ def server_answers(port: int) -> bool:
         return False
 
 
+def first_exited(children: list[Child]) -> Child | None:
+    return next((c for c in children if c.exit_code() is not None), None)
+
+
+def wait_for_server(port: int, web: Child, stop: Stop) -> Child | None:
+    """Wait until the web server accepts connections; return it if it exits instead."""
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while not stop.requested.is_set():
+        if web.exit_code() is not None:
+            return web
+        if server_answers(port):
+            return None
+        if time.monotonic() > deadline:
+            say(
+                "demo", f"the web server does not answer after {SERVER_START_TIMEOUT} s"
+            )
+            return web
+        stop.requested.wait(0.2)
+    return None
+
+
 # --- Main loop -----------------------------------------------------------------------
 
 
@@ -284,9 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--port",
         type=int,
-        default=int(os.environ["DPQ_DEMO_PORT"])
-        if os.environ.get("DPQ_DEMO_PORT")
-        else None,
+        default=os.environ.get("DPQ_DEMO_PORT") or None,
         help=f"port of the web server (env DPQ_DEMO_PORT; default {DEFAULT_PORT}, "
         f"or the next free one)",
     )
@@ -300,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     try:
+        port = choose_port(args.port)
         set_up_django()
         from demo import workload
         from django.db import DatabaseError, connection
@@ -308,43 +343,44 @@ def main(argv: list[str] | None = None) -> int:
         rng = random.Random()
         workload.create_accounts()
         say("demo", f"enqueued {workload.enqueue_mix(rng)} jobs")
-        port = choose_port(args.port)
         url = f"http://{HOST}:{port}{dashboard_path()}"
     except KeyboardInterrupt:
         say("demo", "interrupted before anything was started")
         return 0
+    except SetUpError as exc:
+        print(f"run_demo: {exc}", file=sys.stderr)
+        return 1
 
     children = build_children(port)
     stop = Stop(children)
     signal.signal(signal.SIGINT, stop.handle)
     signal.signal(signal.SIGTERM, stop.handle)
+    # The web server first, so that the dashboard's address is printed before the
+    # workers' log lines start to flow.
     env = child_env()
-    for child in children:
-        child.start(env)
-
-    announced = False
-    failed: Child | None = None
-    while not stop.requested.is_set():
-        failed = next((c for c in children if c.exit_code() is not None), None)
-        if failed is not None:
-            break
-        if not announced and server_answers(port):
-            announced = True
-            say("demo", "")
-            say("demo", f"Dashboard: {url}")
-            say(
-                "demo",
-                f"Login:     {DEMO_USER} / {DEMO_PASSWORD}  "
-                f"(demo account — do not use outside this demo)",
-            )
-            say("demo", "Enqueueing a few jobs a second. Press Ctrl-C to stop.")
-            say("demo", "")
+    web, *workers = children
+    web.start(env)
+    failed = wait_for_server(port, web, stop)
+    if failed is None and not stop.requested.is_set():
+        say("demo", "")
+        say("demo", f"Dashboard: {url}")
+        say(
+            "demo",
+            f"Login:     {DEMO_USER} / {DEMO_PASSWORD}  "
+            f"(demo account — do not use outside this demo)",
+        )
+        say("demo", "Enqueueing a few jobs a second. Press Ctrl-C to stop.")
+        say("demo", "")
+        for child in workers:
+            child.start(env)
+    while failed is None and not stop.requested.is_set():
         try:
             workload.enqueue_trickle(rng)
         except DatabaseError as exc:
             say("demo", f"could not enqueue: {exc}".strip())
             connection.close()
         stop.requested.wait(TRICKLE_INTERVAL)
+        failed = first_exited(children)
 
     if failed is not None:
         say(

@@ -48,9 +48,12 @@ def enqueue_mix(rng: random.Random) -> int:
         for n in range(3):
             url = f"https://mirror{n}.example/status"
             jobs.append(queue.enqueue("call_service", {"url": url}, priority=SHOWCASE))
-        # @repeat: one heartbeat chain is enough, however often the demo is restarted.
-        if not Job.objects.filter(queue=queue.name, task="heartbeat").exists():
-            jobs.append(queue.enqueue("heartbeat", {}, priority=SHOWCASE))
+        # @repeat: start one heartbeat chain. A chain left by an earlier run is dropped
+        # first: @repeat schedules each run `delay` after the previous one was due, so
+        # an old chain would catch up on the time the demo was stopped, run after run.
+        old = Job.objects.filter(queue=queue.name, task="heartbeat")
+        Job.objects.delete_jobs(old.values_list("id", flat=True))
+        jobs.append(queue.enqueue("heartbeat", {}, priority=SHOWCASE))
         # A few hundred small jobs at different priorities, in both queues, each batch
         # added with one INSERT. Higher priorities run first.
         transfers = [

@@ -8,7 +8,9 @@ suite's test database.
 from __future__ import annotations
 
 import http.cookiejar
+import importlib.util
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -177,6 +179,15 @@ def login_page_answers(demo: DemoRun) -> bool:
         return False
 
 
+def dashboard_count(opener, base: str, state: str) -> int:
+    """The dashboard's count of jobs in ``state`` ("5 running"), read from its text."""
+    status, _, page = fetch(opener, f"{base}/admin/dpq/job/")
+    assert status == 200, page[-2000:]
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page))
+    match = re.search(rf"(\d+) {state}\b", text)
+    return int(match.group(1)) if match else 0
+
+
 RUNNING_JOBS = """
     SELECT count(*) FROM pg_stat_activity
     WHERE datname = current_database() AND application_name LIKE 'dpq:%%'
@@ -205,19 +216,101 @@ def test_demo_shows_running_and_failed_jobs_then_stops_cleanly_on_ctrl_c(demo):
     finally:
         db.close()
 
-    status, landed, page = fetch(opener, f"{base}/")
-    assert status == 200, page[-2000:]
-    assert landed.endswith("/admin/dpq/job/")
-    assert "transfer" in page
+    # The site's root opens the dashboard, which counts running and failed jobs.
+    status, landed, _ = fetch(opener, f"{base}/")
+    assert status == 200 and landed == f"{base}/admin/dpq/job/"
+    wait_until(
+        lambda: (
+            dashboard_count(opener, base, "running") > 0
+            and dashboard_count(opener, base, "failed") > 0
+        ),
+        timeout=30,
+        interval=0.5,
+    )
+    status, _, page = fetch(opener, f"{base}/admin/dpq/job/failed/")
+    assert status == 200 and "InsufficientFundsError" in page
 
+    stop_and_check_nothing_is_left(demo, signal.SIGINT, to_group=True)
+    output = demo.output()
+    assert "Dashboard: http://127.0.0.1:" in output
+    assert "Login:     demo / demo" in output
+    assert "dpq worker stopped" in output
+
+
+@pytest.mark.slow
+def test_demo_stops_cleanly_on_sigterm(demo):
+    wait_until(lambda: workers_started(demo), timeout=START_TIMEOUT, interval=0.5)
+    stop_and_check_nothing_is_left(demo, signal.SIGTERM)
+    assert demo.output().count("dpq worker stopped") == 2
+
+
+@pytest.mark.slow
+def test_demo_stops_and_names_the_child_when_a_worker_dies(demo):
+    wait_until(lambda: workers_started(demo), timeout=START_TIMEOUT, interval=0.5)
+    children = child_pids(demo.process.pid)
+    demo.groups.extend(children)
+    reports = next(pid for pid in children if "reports_queue" in command_line(pid))
+
+    os.kill(reports, signal.SIGKILL)
+
+    assert demo.process.wait(timeout=60) == 1, demo.output()
+    assert "reports exited unexpectedly with status -9" in demo.output()
+    for pgid in demo.groups:
+        assert not process_group_exists(pgid), f"processes of group {pgid} are left"
+
+
+def test_choose_port_takes_the_next_free_port_and_says_so(capsys, monkeypatch):
+    run_demo = load_run_demo(monkeypatch)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        chosen = run_demo.choose_port(None, first=port)
+
+    assert chosen > port
+    assert (
+        f"port {port} is taken; using port {chosen} instead" in capsys.readouterr().out
+    )
+
+
+def workers_started(demo: DemoRun) -> bool:
+    if demo.process.poll() is not None:
+        pytest.fail(
+            f"run_demo.py exited early ({demo.process.returncode}):\n{demo.output()}"
+        )
+    return demo.output().count("dpq worker started") == 2
+
+
+def command_line(pid: int) -> str:
+    return (
+        (Path("/proc") / str(pid) / "cmdline")
+        .read_bytes()
+        .replace(b"\0", b" ")
+        .decode()
+    )
+
+
+def stop_and_check_nothing_is_left(demo: DemoRun, signum, *, to_group: bool = False):
+    """Send ``signum`` (to the whole process group, as a terminal's Ctrl-C does, when
+    ``to_group``); the demo must exit 0 and leave no process of any group it made."""
     children = child_pids(demo.process.pid)
     assert len(children) == 3, demo.output()
     demo.groups.extend(children)
-
-    os.killpg(demo.process.pid, signal.SIGINT)
+    if to_group:
+        os.killpg(demo.process.pid, signum)
+    else:
+        os.kill(demo.process.pid, signum)
     assert demo.process.wait(timeout=60) == 0, demo.output()
     for pgid in demo.groups:
         assert not process_group_exists(pgid), f"processes of group {pgid} are left"
-    output = demo.output()
-    assert "Dashboard: http://127.0.0.1:" in output
-    assert "dpq worker stopped" in output
+
+
+def load_run_demo(monkeypatch):
+    """Import demo_project/run_demo.py (not on the path: it is a script)."""
+    spec = importlib.util.spec_from_file_location("run_demo", RUN_DEMO)
+    module = importlib.util.module_from_spec(spec)
+    # Its dataclasses look their module up in sys.modules.
+    monkeypatch.setitem(sys.modules, "run_demo", module)
+    spec.loader.exec_module(module)
+    return module
