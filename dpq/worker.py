@@ -399,13 +399,14 @@ class WorkerPool:
         """Count a job towards --max-jobs before claiming it; False once the limit is reached."""
         with self._lock:
             if (
-                self.options.max_jobs is not None
-                and self.jobs_started >= self.options.max_jobs
+                self.options.max_jobs is None
+                or self.jobs_started < self.options.max_jobs
             ):
-                self.stop()
-                return False
-            self.jobs_started += 1
-            return True
+                self.jobs_started += 1
+                return True
+        # Outside the lock: stop() takes it too, and threading.Lock is not reentrant.
+        self.stop()
+        return False
 
     def release_job(self) -> None:
         with self._lock:
