@@ -62,12 +62,17 @@ class SetUpError(Exception):
 # --- Child processes -----------------------------------------------------------------
 
 
+# prctl is looked up here, in the parent: the child between fork and exec should do as
+# little as possible (no dlopen).
+PR_SET_PDEATHSIG = 1
+_prctl = ctypes.CDLL(None).prctl if sys.platform.startswith("linux") else None
+
+
 def die_with_parent() -> None:
-    """In the child, before exec: get SIGTERM if the demo process dies (Linux only), so that a
-    demo killed with SIGKILL leaves no worker or server behind."""
-    if sys.platform.startswith("linux"):
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    """In the child, before exec: get SIGTERM when the demo process dies (Linux only), so
+    that a demo killed with SIGKILL leaves no worker or server behind."""
+    if _prctl is not None:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -238,11 +243,17 @@ def prepare_database() -> None:
     from django.core.management import call_command
     from django.db import DatabaseError, connection
 
+    name = connection.settings_dict["NAME"]
+    try:
+        connection.ensure_connection()
+    except DatabaseError as exc:
+        raise SetUpError(
+            f"cannot connect to database {name!r} (DATABASE_URL): {exc}".strip()
+        ) from exc
     say("demo", "applying migrations ...")
     try:
         call_command("migrate", interactive=False, verbosity=0)
     except DatabaseError as exc:
-        name = connection.settings_dict["NAME"]
         raise SetUpError(
             f"migrate failed on database {name!r}: {exc}".strip()
             + "\nIf that database was made by an older version of the demo, drop it "
@@ -288,9 +299,7 @@ def wait_for_server(port: int, web: Child, stop: Stop) -> Child | None:
         if server_answers(port):
             return None
         if time.monotonic() > deadline:
-            say(
-                "demo", f"the web server does not answer after {SERVER_START_TIMEOUT} s"
-            )
+            say("demo", f"web does not answer after {SERVER_START_TIMEOUT} s")
             return web
         stop.requested.wait(0.2)
     return None
@@ -382,7 +391,9 @@ def main(argv: list[str] | None = None) -> int:
         stop.requested.wait(TRICKLE_INTERVAL)
         failed = first_exited(children)
 
-    if failed is not None:
+    if failed is not None and failed.exit_code() is None:
+        say("demo", f"stopping the demo: {failed.name} failed to start")
+    elif failed is not None:
         say(
             "demo",
             f"{failed.name} exited unexpectedly with status {failed.exit_code()}; "
