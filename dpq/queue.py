@@ -424,16 +424,64 @@ class Queue:
             self.start_recorder.record([job.id], solo=solo, worker=self.worker_name)
         signals.job_started.send(sender=type(self), queue=self, job=job)
         started = time.monotonic()
+        connection = connections[self.using]
+        if self.at_most_once or not connection.in_atomic_block:
+            # The claim is committed: the task gets a transaction of its own.
+            try:
+                with transaction.atomic(using=self.using):
+                    retval = self.run_job(job)
+            except Exception as exc:  # the task's own code: its failure is the job's
+                self._put_back(job, exc, give_up=self.at_most_once)
+                return job, None, exc
+            if accounting:
+                sql.execute(self.using, sql.CLEAR_JOB_STARTS, {"ids": [job.id]})
+            return self._succeeded(job, retval, time.monotonic() - started)
+        with connection.cursor() as cursor:
+            cursor.execute(sql.OPEN_JOB_SAVEPOINT)
+            retval, exc = self._run_in_savepoint(job, cursor)
+            if exc is not None:
+                self._put_back(job, exc, give_up=False)
+                return job, None, exc
+            if accounting:
+                # One round trip: keep the task's writes and forget the start.
+                cursor.execute(
+                    sql.render(
+                        sql.RELEASE_JOB_SAVEPOINT_AND_CLEAR_START, self.job_table
+                    ),
+                    {"ids": [job.id]},
+                )
+            else:
+                cursor.execute(sql.RELEASE_JOB_SAVEPOINT)
+        return self._succeeded(job, retval, time.monotonic() - started)
+
+    def _run_in_savepoint(
+        self, job: BaseJob, cursor: Any
+    ) -> tuple[Any, Exception | None]:
+        """Run the job's task in the open savepoint ``dpq_job``; on failure roll back to it.
+
+        A savepoint of our own (not ``transaction.atomic``) lets the release share a round
+        trip with the next statement. Django's bookkeeping is kept right by hand: callbacks
+        the task registered with ``on_commit`` are dropped with its writes.
+        """
+        connection = connections[self.using]
+        callbacks = len(connection.run_on_commit)
         try:
-            with transaction.atomic(using=self.using):
-                retval = self.run_job(job)
+            retval = self.run_job(job)
+            if (
+                connection.needs_rollback
+                or connection.connection.info.transaction_status == TRANSACTION_IN_ERROR
+            ):
+                raise exceptions.DpqError(
+                    "the task caught a database error without rolling back to a savepoint, "
+                    "leaving the transaction unusable; wrap the failing statement in "
+                    "transaction.atomic() so that only it is rolled back"
+                )
         except Exception as exc:  # the task's own code: its failure is the job's
-            self._put_back(job, exc, give_up=self.at_most_once)
-            return job, None, exc
-        elapsed = time.monotonic() - started
-        if accounting:
-            sql.execute(self.using, sql.CLEAR_JOB_STARTS, {"ids": [job.id]})
-        return self._succeeded(job, retval, elapsed)
+            cursor.execute(sql.ROLLBACK_JOB_SAVEPOINT)
+            del connection.run_on_commit[callbacks:]
+            connection.needs_rollback = False
+            return None, exc
+        return retval, None
 
     def _put_back(
         self,
@@ -559,27 +607,10 @@ class Queue:
                 if n and (time.monotonic() >= deadline or should_stop()):
                     break
                 cursor.execute(sql.NEXT_JOB_SAVEPOINT if n else sql.OPEN_JOB_SAVEPOINT)
-                callbacks = len(connection.run_on_commit)
                 signals.job_started.send(sender=type(self), queue=self, job=job)
                 started = time.monotonic()
-                try:
-                    retval = self.run_job(job)
-                    if (
-                        connection.connection.info.transaction_status
-                        == TRANSACTION_IN_ERROR
-                    ):
-                        raise exceptions.DpqError(
-                            "the task caught a database error without rolling back to a "
-                            "savepoint, leaving the transaction aborted; wrap the failing "
-                            "statement in transaction.atomic()"
-                        )
-                except (
-                    Exception
-                ) as exc:  # the task's own code: its failure, not the batch's
-                    cursor.execute(sql.ROLLBACK_JOB_SAVEPOINT)
-                    # What the task registered with on_commit is rolled back with it.
-                    del connection.run_on_commit[callbacks:]
-                    connection.needs_rollback = False
+                retval, exc = self._run_in_savepoint(job, cursor)
+                if exc is not None:
                     self._put_back(job, exc, give_up=False, in_batch=True)
                     results.append((job, None, exc))
                     continue

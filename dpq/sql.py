@@ -109,11 +109,17 @@ RECORD_JOB_FAILURE = """
     WHERE id = %(id)s
 """
 
-# A savepoint per job of a batch. The name is reused: releasing the previous job's savepoint
-# and opening the next one is a single round trip.
+# The savepoint a task runs in. The name is reused: in a batch, releasing the previous job's
+# savepoint and opening the next one is a single round trip.
 OPEN_JOB_SAVEPOINT = "SAVEPOINT dpq_job"
 NEXT_JOB_SAVEPOINT = "RELEASE SAVEPOINT dpq_job; SAVEPOINT dpq_job"
 ROLLBACK_JOB_SAVEPOINT = "ROLLBACK TO SAVEPOINT dpq_job"
+RELEASE_JOB_SAVEPOINT = "RELEASE SAVEPOINT dpq_job"
+# A job claimed alone succeeded: keep its writes and forget its start, in one round trip.
+RELEASE_JOB_SAVEPOINT_AND_CLEAR_START = """
+    RELEASE SAVEPOINT dpq_job;
+    DELETE FROM {start_table} WHERE job_id = ANY(%(ids)s::bigint[])
+"""
 
 # For an idle worker's dispatcher: is any job of the queue ready (running ones count too:
 # only a claim can tell them apart), and when is the next delayed one due (NULL if none)?

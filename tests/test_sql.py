@@ -40,6 +40,8 @@ DUMMY_PARAMS = {
     "name": "dpq:test",
     "running_ids": [1],
     "table_name": "dpq_job",
+    "done_ids": [1],
+    "started_ids": [1, 2],
 }
 
 # Placeholders whose type depends on the statement.
@@ -103,7 +105,11 @@ def test_statement_plans(name):
             if cursor.fetchone() is None:
                 cursor.execute(f"CREATE EXTENSION {extension}")
         text = sql.render(getattr(sql, name))
-        if name in EXECUTED:
+        if "SAVEPOINT" in name:
+            # Transaction control has no plan: run it, inside a savepoint of the same name.
+            cursor.execute(sql.OPEN_JOB_SAVEPOINT)
+            cursor.execute(text, params_for(name))
+        elif name in EXECUTED:
             cursor.execute(text, params_for(name))
         else:
             cursor.execute("EXPLAIN " + text, params_for(name))
