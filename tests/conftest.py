@@ -140,3 +140,39 @@ def run_threads(
     if errors:
         raise errors[0]
     return results
+
+
+def start_thread(target: Callable[[], object]):
+    """Start ``target`` in a thread that closes its own connection when done; return the thread.
+
+    The thread's result or exception is kept on ``thread.result`` / ``thread.error``.
+    """
+    import threading
+
+    def run() -> None:
+        try:
+            thread.result = target()
+        except BaseException as exc:
+            thread.error = exc
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.result = thread.error = None
+    thread.start()
+    return thread
+
+
+@pytest.fixture
+def lock_timeout():
+    """Make this thread's connection give up on a row lock after 10 s instead of hanging.
+
+    For tests of statements that must skip locked rows: should one wait, it fails in
+    seconds instead of blocking the suite.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SET lock_timeout = '10s'")
+    yield
+    if connection.connection is not None and not connection.needs_rollback:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")

@@ -217,7 +217,7 @@ def test_delete_jobs_removes_failed_and_delayed_jobs(make_job):
 
 
 @pytest.fixture
-def running_job(queue, make_job, gate):
+def running_job(queue, make_job, gate, lock_timeout):
     """A job that a worker thread has claimed and is running (its row lock held) until teardown."""
     import threading
 
@@ -236,12 +236,7 @@ def running_job(queue, make_job, gate):
     thread = threading.Thread(target=run)
     thread.start()
     wait_until(gate.entered.is_set, timeout=10)
-    # Fail instead of hanging should the statement under test wait for the row lock.
-    with connection.cursor() as cursor:
-        cursor.execute("SET lock_timeout = '10s'")
     yield job
-    with connection.cursor() as cursor:
-        cursor.execute("RESET lock_timeout")
     gate.release.set()
     thread.join(30)
     assert not thread.is_alive()
@@ -257,13 +252,11 @@ def test_requeue_skips_a_running_job(running_job):
 
 @pytest.mark.django_db(transaction=True)
 def test_requeue_failed_skips_a_failed_job_locked_by_another_connection(
-    make_job, other_connection
+    make_job, other_connection, lock_timeout
 ):
     job = _failed(make_job)
     with other_connection.cursor() as cursor:
         cursor.execute("SELECT id FROM dpq_job WHERE id = %s FOR UPDATE", [job.id])
-    with connection.cursor() as cursor:
-        cursor.execute("SET lock_timeout = '10s'")
 
     result = Job.objects.requeue_failed()
 
