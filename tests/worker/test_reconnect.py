@@ -55,10 +55,11 @@ def test_listen_wakes_an_idle_worker_long_before_the_poll(worker_process):
     worker = worker_process("--delay", "30", threads=2)
     wait_until_idle(worker, 2)
 
+    seen = len(worker.log)
     job = queue.enqueue("record")
 
     wait_until(lambda: effect_of(job.id), WELL_BEFORE_THE_POLL)
-    assert "Woken by 1 notification(s)" in worker.log
+    assert "Woken by 1 notification(s)" in worker.log[seen:]
 
 
 @pytest.mark.slow
@@ -110,14 +111,16 @@ def test_worker_reconnects_after_every_session_is_terminated(worker_process):
     wait_until(lambda: Effect.objects.count() == len(ids), 120)
     assert not Job.objects.exists()
     assert "The listening connection was lost" in worker.log
-    assert "lost its database connection" in worker.log
     assert worker.alive()
 
     # The new listening session LISTENs again: a new job is taken without waiting for a poll.
     wait_until(lambda: listener_pid(worker) not in (None, old_listener))
     wait_until_idle(worker, 4)
+    seen = len(worker.log)
     job = worker_queue.enqueue("record")
     wait_until(lambda: effect_of(job.id), WELL_BEFORE_THE_POLL)
+    # Taken on the notification, not by a poll that happened to fall due.
+    assert "Woken by 1 notification(s)" in worker.log[seen:]
 
 
 def free_port() -> int:
@@ -249,7 +252,6 @@ def test_worker_survives_a_postgresql_restart(worker_process, private_cluster):
     wait_until(lambda: cluster_counts(private_cluster) == (300, 0), 120)
     assert worker.alive()
     assert "The listening connection was lost" in worker.log
-    assert "lost its database connection" in worker.log
 
 
 @pytest.mark.slow
