@@ -149,54 +149,59 @@ def transactions(dsn_admin: str, dbname: str) -> int:
         conn.close()
 
 
+def worker_transactions(
+    dsn_admin: str, dbname: str, seconds: float, args: list[str]
+) -> int:
+    """Transactions in ``dbname`` from a polling worker's start to its exit, ``seconds`` later.
+
+    Backends report their counts at most once a second while they live, and at exit for
+    sure: so the count is taken after the worker (and this process's own connection) closed.
+    """
+    connection.close()
+    time.sleep(0.5)
+    before = transactions(dsn_admin, dbname)
+    process = harness.start_worker("at_least_once", args)
+    try:
+        time.sleep(seconds)
+    finally:
+        harness.stop_worker(process)
+    time.sleep(0.5)
+    return transactions(dsn_admin, dbname) - before
+
+
 def idle_figures(
     seconds: float, *, threads: int = 4, delay: float = 1.0
 ) -> list[Figure]:
-    """Transactions per second an idle polling worker costs, over ``seconds``.
+    """Queries per thread per --delay that an idle polling worker costs the database.
 
     pg_stat_statements is not loaded on every server, so this counts transactions in
-    pg_stat_database (every statement a worker runs is its own transaction, autocommit or
-    claim). The bench database is otherwise idle; a window without the worker, measured
-    just before, is subtracted (autovacuum, the stats of earlier sections settling).
+    pg_stat_database (every statement an idle worker runs is a transaction of its own: a
+    claim, or the dispatcher's due-job check in autocommit). Two runs of the worker, one
+    ``seconds`` longer than the other: the difference leaves out start-up and shutdown.
     """
     harness.reset()
     harness.settle()
     params = connection.get_connection_params()
     dbname = params.get("dbname") or params.get("database")
-    params = {**params, "dbname": "postgres"}
-    params.pop("database", None)
-    dsn_admin = psycopg2.extensions.make_dsn(
-        **{k: v for k, v in params.items() if isinstance(v, str | int)}
-    )
-    # Backends flush their statistics at most once a second: wait past that.
-    time.sleep(1.5)
-    before = transactions(dsn_admin, dbname)
-    time.sleep(seconds)
-    background = transactions(dsn_admin, dbname) - before
-    process = harness.start_worker(
-        "at_least_once", ["--threads", str(threads), "--delay", str(delay)]
-    )
-    try:
-        wait_for_pool(threads)
-        time.sleep(2)
-        before = transactions(dsn_admin, dbname)
-        time.sleep(seconds)
-        time.sleep(1.5)
-        during = transactions(dsn_admin, dbname) - before
-    finally:
-        harness.stop_worker(process)
-    per_thread = max(0, during - background) / (seconds + 1.5) * delay / threads
+    admin = {k: v for k, v in params.items() if isinstance(v, str | int)}
+    admin.pop("database", None)
+    admin["dbname"] = "postgres"
+    dsn_admin = psycopg2.extensions.make_dsn(**admin)
+    args = ["--threads", str(threads), "--delay", str(delay)]
+    short = worker_transactions(dsn_admin, dbname, 2, args)
+    long = worker_transactions(dsn_admin, dbname, 2 + seconds, args)
+    per_thread = max(0, long - short) / seconds * delay / threads
     return [
         Figure(
             SECTION_IDLE,
             f"idle worker --threads {threads} --delay {delay:g}: queries per thread per delay",
             per_thread,
             "queries",
-            [during, background],
+            [short, long],
             target=Target("<=", 1, "value"),
             note=(
-                f"{during} transactions in {seconds + 1.5:g} s with the worker, {background} in "
-                f"{seconds:g} s without (pg_stat_database xact_commit + xact_rollback)"
+                f"{long} transactions in a {2 + seconds:g} s run of the worker, {short} in a "
+                f"2 s run (pg_stat_database xact_commit + xact_rollback)"
             ),
         )
     ]

@@ -205,15 +205,17 @@ def drain_figures(
         figures.append(
             Figure(
                 SECTION_DRAIN,
-                f"bare loop, {n} connection{'s' if n > 1 else ''} (the limit)",
+                f"bare loop, {n} connection{'s' if n > 1 else ''} "
+                f"({jobs_for(n):,} jobs; the limit)",
                 s.median,
                 "jobs/s",
                 s.values,
                 note=(
-                    f"{jobs_for(n):,} jobs; 1 job per transaction, psycopg2, 1 process per "
-                    f"connection; timed from the release of the connected processes to the "
-                    f"last commit"
-                ),
+                    "1 job per transaction, psycopg2, 1 process per connection; timed "
+                    "from the release of the connected processes to the last commit"
+                )
+                if n == bare_sizes[0]
+                else "",
             )
         )
     for label, attr in VARIANTS:
@@ -224,7 +226,8 @@ def drain_figures(
             figures.append(
                 Figure(
                     SECTION_DRAIN,
-                    f"dpq {label}, {config.label}",
+                    f"dpq {label}, {config.label} "
+                    f"({jobs_for(config.connections):,} jobs)",
                     s.median,
                     "jobs/s",
                     s.values,
@@ -232,10 +235,11 @@ def drain_figures(
                     samples[f"bare:{config.connections}"].median,
                     Target(">=", 0.75) if config.connections == 8 else None,
                     note=(
-                        f"{jobs_for(config.connections):,} jobs; timed from the first job's "
-                        f"start to the last's (marker jobs), so process start-up and exit "
-                        f"are left out"
-                    ),
+                        "timed from the first job's start to the last's (two marker "
+                        "jobs), so process start-up and exit are left out"
+                    )
+                    if not figures[-1].name.startswith("dpq")
+                    else "",
                 )
             )
     for config in configs:
