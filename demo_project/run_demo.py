@@ -8,8 +8,12 @@ demo superuser, enqueue a mix of jobs, start ``dpq_worker`` for each queue and `
 as child processes (each in its own process group, output shown with a prefix), then
 enqueue a few jobs a second until Ctrl-C or SIGTERM. Stopping asks the workers to finish
 their running jobs (SIGTERM), the web server to quit (SIGINT), kills whatever is still
-there after a timeout, and exits 0 when every child exited cleanly. A child that dies on
-its own stops the demo with exit status 1.
+there after a timeout, and exits 0 when every child exited cleanly. A second Ctrl-C kills
+the children at once (exit status 1). A child that dies on its own stops the demo with
+exit status 1.
+
+Options: ``--port N`` (or DPQ_DEMO_PORT) for the web server; the default is 8000, or the
+next free port when 8000 is taken.
 """
 
 from __future__ import annotations
@@ -293,7 +297,7 @@ def first_exited(children: list[Child]) -> Child | None:
 def wait_for_server(port: int, web: Child, stop: Stop) -> Child | None:
     """Wait until the web server accepts connections; return it if it exits instead."""
     deadline = time.monotonic() + SERVER_START_TIMEOUT
-    while not stop.requested.is_set():
+    while not stop.requested:
         if web.exit_code() is not None:
             return web
         if server_answers(port):
@@ -301,7 +305,7 @@ def wait_for_server(port: int, web: Child, stop: Stop) -> Child | None:
         if time.monotonic() > deadline:
             say("demo", f"web does not answer after {SERVER_START_TIMEOUT} s")
             return web
-        stop.requested.wait(0.2)
+        stop.sleep(0.2)
     return None
 
 
@@ -309,19 +313,31 @@ def wait_for_server(port: int, web: Child, stop: Stop) -> Child | None:
 
 
 class Stop:
-    """The first SIGINT/SIGTERM asks for a clean stop; a second one kills the children."""
+    """The first SIGINT/SIGTERM asks for a clean stop; a second one kills the children.
+
+    The handler takes no lock (no Event, no print): it runs in the main thread between
+    two bytecodes, maybe while that thread holds the very lock it would wait for.
+    """
 
     def __init__(self, children: list[Child]) -> None:
-        self.requested = threading.Event()
+        self.signals = 0
         self.children = children
 
+    @property
+    def requested(self) -> bool:
+        return self.signals > 0
+
     def handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested.is_set():
-            say("demo", "second signal: killing everything now")
+        self.signals += 1
+        if self.signals > 1:
             for child in self.children:
                 child.signal_group(signal.SIGKILL)
-            return
-        self.requested.set()
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less once a stop is requested."""
+        deadline = time.monotonic() + seconds
+        while not self.requested and time.monotonic() < deadline:
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -370,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     web, *workers = children
     web.start(env)
     failed = wait_for_server(port, web, stop)
-    if failed is None and not stop.requested.is_set():
+    if failed is None and not stop.requested:
         say("demo", "")
         say("demo", f"Dashboard: {url}")
         say(
@@ -382,13 +398,13 @@ def main(argv: list[str] | None = None) -> int:
         say("demo", "")
         for child in workers:
             child.start(env)
-    while failed is None and not stop.requested.is_set():
+    while failed is None and not stop.requested:
         try:
             workload.enqueue_trickle(rng)
         except DatabaseError as exc:
             say("demo", f"could not enqueue: {exc}".strip())
             connection.close()
-        stop.requested.wait(TRICKLE_INTERVAL)
+        stop.sleep(TRICKLE_INTERVAL)
         failed = first_exited(children)
 
     if failed is not None and failed.exit_code() is None:
@@ -405,6 +421,8 @@ def main(argv: list[str] | None = None) -> int:
             f"stopping: workers finish their running jobs (up to {WORKER_GRACE} s)",
         )
     clean = stop_children(children)
+    if stop.signals > 1:
+        say("demo", "stopped at once on the second signal")
     connection.close()
     if failed is not None or not clean:
         return 1
