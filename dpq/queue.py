@@ -477,9 +477,11 @@ class Queue:
                     "transaction.atomic() so that only it is rolled back"
                 )
         except Exception as exc:  # the task's own code: its failure is the job's
+            # Reset first: after an ORM error Django refuses every statement, the rollback
+            # to our savepoint included, while needs_rollback is set.
+            connection.needs_rollback = False
             cursor.execute(sql.ROLLBACK_JOB_SAVEPOINT)
             del connection.run_on_commit[callbacks:]
-            connection.needs_rollback = False
             return None, exc
         return retval, None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dpq.models import Job
+from dpq.models import Job, JobStart
 from tests.conftest import wait_until
 from tests.queues import queue
 from tests.testapp.models import Effect
@@ -42,3 +42,19 @@ def test_two_processes_of_four_threads_run_each_job_exactly_once(worker_process)
     # Both processes took part, or this would not test two processes at all.
     for worker in workers:
         assert "succeeded in" in worker.log
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_task_whose_query_fails_is_retried_not_counted_as_a_crash(worker_process):
+    job = queue.enqueue("record")
+    Effect.objects.create(job_id=job.id, note="already there")
+    worker = worker_process("--burst", threads=1)
+
+    assert worker.wait_for_exit(60) == 0, worker.log
+
+    job.refresh_from_db()
+    assert (job.attempts, job.failed_at) == (1, None)
+    assert "IntegrityError" in job.last_error
+    assert "error outside a task" not in worker.log
+    assert not JobStart.objects.exists()
