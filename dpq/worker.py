@@ -238,11 +238,13 @@ class WorkerThread(threading.Thread):
                     pool.note_result(result)
             finally:
                 pool.gate.release_shared()
-        # A suspect runs alone, in a transaction of its own, once the batch is committed.
+        # A suspect runs alone, in a transaction of its own, once the batch is committed and
+        # no other thread runs a job (no claim is held open while waiting for that).
         for suspect in suspects:
-            with transaction.atomic(using=queue.using):
+            self.log_suspect(suspect)
+            with pool.gate.exclusive(), transaction.atomic(using=queue.using):
                 for job in queue.claim_by_id([suspect.id]):
-                    pool.note_result(self.run_alone(job))
+                    pool.note_result(queue.process_job(job, solo=True))
         return True
 
     def is_suspect(self, job: BaseJob) -> bool:
@@ -254,17 +256,19 @@ class WorkerThread(threading.Thread):
             and job.solo_starts < queue.crash_limit
         )
 
-    def run_alone(self, job: BaseJob) -> RunResult:
+    def log_suspect(self, suspect: BaseJob) -> None:
         logger.warning(
             "Job %s (%s) was running when a worker died (%s starts, %s alone); running it alone",
-            job.id,
-            job.task,
-            job.starts,
-            job.solo_starts,
-            extra={"job_id": job.id, "task": job.task, "queue": self.pool.queue.name},
+            suspect.id,
+            suspect.task,
+            suspect.starts,
+            suspect.solo_starts,
+            extra={
+                "job_id": suspect.id,
+                "task": suspect.task,
+                "queue": self.pool.queue.name,
+            },
         )
-        with self.pool.gate.exclusive():
-            return self.pool.queue.process_job(job, solo=True)
 
     def run_suspect(self, suspect: BaseJob) -> bool:
         """Once no other thread runs a job, claim again and run the claimed job alone.
@@ -274,14 +278,7 @@ class WorkerThread(threading.Thread):
         """
         pool = self.pool
         queue = pool.queue
-        logger.warning(
-            "Job %s (%s) was running when a worker died (%s starts, %s alone); running it alone",
-            suspect.id,
-            suspect.task,
-            suspect.starts,
-            suspect.solo_starts,
-            extra={"job_id": suspect.id, "task": suspect.task, "queue": queue.name},
-        )
+        self.log_suspect(suspect)
         with pool.gate.exclusive(), transaction.atomic(using=queue.using):
             jobs = queue.claim()
             for job in jobs:
