@@ -469,9 +469,11 @@ class WorkerPool:
         self.install_signal_handlers()
         delivery = "at-most-once" if self.queue.at_most_once else "at-least-once"
         logger.info(
-            "dpq worker started: queue %r, %s threads%s, %s, %s delivery, database %s",
+            "dpq worker started: queue %r, %s%s, %s, %s delivery, database %s",
             self.queue.name,
-            self.options.threads,
+            "1 thread"
+            if self.options.threads == 1
+            else f"{self.options.threads} threads",
             f", batches of up to {self.options.batch} jobs or {self.options.batch_ms:g} ms"
             if self.options.batch > 1
             else "",
