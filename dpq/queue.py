@@ -84,6 +84,7 @@ class StartRecorder:
         raw.autocommit = True
         with raw.cursor() as cursor:
             cursor.execute(sql.SET_ASYNCHRONOUS_COMMIT)
+            cursor.execute(sql.SET_START_LOCK_TIMEOUT)
             cursor.execute(
                 sql.SET_APPLICATION_NAME, {"name": self.application_name[:63]}
             )
@@ -103,6 +104,17 @@ class StartRecorder:
                         self._connection = self._connect()
                     with self._connection.cursor() as cursor:
                         cursor.execute(statement, params)
+                    return
+                except psycopg2.errors.LockNotAvailable:
+                    # The caller's own open transaction holds the start record (see
+                    # sql.SET_START_LOCK_TIMEOUT): run the job, uncounted, rather than hang.
+                    logger.warning(
+                        "Could not record the start of job(s) %s: an open transaction holds "
+                        "their start record (the same job run twice inside one transaction?); "
+                        "running without crash accounting for this start",
+                        job_ids,
+                        extra={"job_ids": job_ids},
+                    )
                     return
                 except (psycopg2.OperationalError, psycopg2.InterfaceError):
                     self.close_locked()

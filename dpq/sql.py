@@ -267,6 +267,14 @@ SET_ASYNCHRONOUS_COMMIT = """
     SET synchronous_commit = off
 """
 
+# Bound how long the crash-accounting connection waits for a start record's row lock. Only
+# the transaction that cleared the job's last start can hold it; when that is the caller's
+# own open transaction (the same job run twice inside one transaction.atomic(), as in a
+# Django TestCase), waiting would deadlock across two connections, unseen by PostgreSQL.
+SET_START_LOCK_TIMEOUT = """
+    SET lock_timeout = '2s'
+"""
+
 
 def listen_statement(channel: str) -> pg_sql.Composed:
     """LISTEN on a channel, quoted as an identifier (safe for quotes, spaces, semicolons)."""
