@@ -64,7 +64,7 @@ def _reset_queue_connections():
     connection.close_if_unusable_or_obsolete()
 
 
-def test_database_url() -> str:
+def current_database_url() -> str:
     """The URL of the database the running test uses (pytest-django's test database).
 
     Child processes get it through their environment so that they work on the same tables.
@@ -86,7 +86,7 @@ def child_env(**extra: str) -> dict[str, str]:
 
     env = dict(os.environ)
     env.update(
-        DATABASE_URL=test_database_url(),
+        DATABASE_URL=current_database_url(),
         DJANGO_SETTINGS_MODULE="tests.settings",
         PYTHONUNBUFFERED="1",
     )
