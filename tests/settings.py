@@ -34,6 +34,8 @@ INSTALLED_APPS = [
     "dpq",
     "dpq_admin",
     "tests.testapp",
+    # The original README's example app, pasted as it was (tests/test_seed_readme.py).
+    "tests.seedapp",
 ]
 
 MIDDLEWARE = [
