@@ -210,6 +210,9 @@ class BaseJob(models.Model):
         )
         job._state.adding = False
         job._state.db = None
+        # The args as claimed: a failed run is put back with them, whatever the task did to
+        # job.args in memory (its other changes are rolled back too).
+        job.claimed_args = row[5] if isinstance(row[5], str) else json.dumps(row[5])
         job.starts = row[10] if len(row) > 10 else 0
         job.solo_starts = row[11] if len(row) > 11 else 0
         return job

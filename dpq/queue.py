@@ -524,7 +524,7 @@ class Queue:
             "retry_in": decision.retry_in,
             "priority": job.priority,
             "task": job.task,
-            "args": json.dumps(job.args),
+            "args": getattr(job, "claimed_args", None) or json.dumps(job.args),
             "queue": job.queue,
             "attempts": job.attempts,
             "last_error": job.last_error,

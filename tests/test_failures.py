@@ -189,6 +189,24 @@ def test_retry_policies_must_be_retry_policy_instances():
         AtLeastOnceQueue(tasks=tasks.TASKS, retry_policies={"fail": 3})
 
 
+def mutate_args_then_fail(queue, job):
+    job.args["seen_at"] = timezone.now()
+    raise ValueError("failed after changing its args in memory")
+
+
+@pytest.mark.django_db
+def test_failure_is_recorded_with_the_args_the_job_was_enqueued_with():
+    q = AtLeastOnceQueue(tasks={"mutate": mutate_args_then_fail}, crash_limit=None)
+    job = q.enqueue("mutate", {"n": 1})
+
+    _, _, exc = q.run_once()
+
+    assert isinstance(exc, ValueError)
+    row = Job.objects.get()
+    assert (row.id, row.args, row.attempts) == (job.id, {"n": 1}, 1)
+    assert "failed after changing its args" in row.last_error
+
+
 # --- A task that no longer exists in the code --------------------------------------------
 
 
