@@ -634,7 +634,11 @@ class Queue:
                 sql.render(sql.FINISH_BATCH, self.job_table),
                 {
                     "done_ids": done_ids,
-                    "started_ids": started_ids if self.has_crash_accounting else [],
+                    # The refused jobs' starts too: their failure is final, and a lone
+                    # claim's refusal forgets them as well (_put_back).
+                    "started_ids": [job.id for job in jobs]
+                    if self.has_crash_accounting
+                    else [],
                 },
             )
         return results
