@@ -200,7 +200,6 @@ class Queue:
         self.crash_limit = crash_limit
         self.notify_on_enqueue = notify_on_enqueue
         self.using = using
-        self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
         self._start_recorder: StartRecorder | None = None
         self._recorder_lock = threading.Lock()
 
@@ -213,6 +212,15 @@ class Queue:
     @property
     def job_table(self) -> str:
         return self.job_model._meta.db_table
+
+    @property
+    def worker_name(self) -> str:
+        """``host:pid`` of this process, as start records name the worker of a job.
+
+        Not fixed when the queue is built: under --processes the queue is imported before the
+        fork, and each worker process must name itself, not the supervisor.
+        """
+        return f"{socket.gethostname()}:{os.getpid()}"
 
     @property
     def has_crash_accounting(self) -> bool:
