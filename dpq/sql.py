@@ -123,15 +123,18 @@ RELEASE_JOB_SAVEPOINT_AND_CLEAR_START = """
 
 # For an idle worker's dispatcher: is any job of the queue ready (running ones count too:
 # only a claim can tell them apart), and when is the next delayed one due (NULL if none)?
-# Two probes of dpq_job_due_idx; takes no locks. One such query per poll interval replaces
-# one claim per thread.
+# Two LIMIT 1 walks of dpq_job_due_idx in execute_at order (an EXISTS here was planned as a
+# Seq Scan, which reads the whole table right after a backlog drains); takes no locks. One
+# such query per poll interval is all an idle worker process costs the database.
 CHECK_DUE_JOBS = """
-    SELECT EXISTS (
-               SELECT 1 FROM {job_table}
-               WHERE queue = %(queue)s AND failed_at IS NULL AND execute_at <= now()
-           ),
-           (SELECT min(execute_at) FROM {job_table}
-            WHERE queue = %(queue)s AND failed_at IS NULL AND execute_at > now())
+    SELECT COALESCE((
+               SELECT execute_at FROM {job_table}
+               WHERE queue = %(queue)s AND failed_at IS NULL
+               ORDER BY execute_at LIMIT 1
+           ) <= now(), false),
+           (SELECT execute_at FROM {job_table}
+            WHERE queue = %(queue)s AND failed_at IS NULL AND execute_at > now()
+            ORDER BY execute_at LIMIT 1)
 """
 
 # Count a start of each job before its task runs (crash accounting). Runs on its own

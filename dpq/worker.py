@@ -221,30 +221,40 @@ class WorkerThread(threading.Thread):
         pool = self.pool
         queue = pool.queue
         suspects: list[BaseJob] = []
-        with transaction.atomic(using=queue.using):
-            pool.gate.acquire_shared()
-            try:
-                jobs = queue.lock_batch(pool.options.batch)
-                if not jobs:
-                    return False
-                pool.wake_one()
-                batch = []
-                for job in jobs:
-                    (suspects if self.is_suspect(job) else batch).append(job)
-                deadline = time.monotonic() + pool.options.batch_ms / 1000
-                for result in queue.process_batch(
-                    batch, deadline=deadline, should_stop=pool.stopping.is_set
-                ):
-                    pool.note_result(result)
-            finally:
-                pool.gate.release_shared()
-        # A suspect runs alone, in a transaction of its own, once the batch is committed and
-        # no other thread runs a job (no claim is held open while waiting for that).
-        for suspect in suspects:
-            self.log_suspect(suspect)
-            with pool.gate.exclusive(), transaction.atomic(using=queue.using):
-                for job in queue.claim_by_id([suspect.id]):
-                    pool.note_result(queue.process_job(job, solo=True))
+        # --max-jobs counts jobs, not batches: run() reserved the first job, the rest are
+        # reserved here, and those that do not run are given back.
+        extra = pool.reserve_more(pool.options.batch - 1)
+        ran = 0
+        try:
+            with transaction.atomic(using=queue.using):
+                pool.gate.acquire_shared()
+                try:
+                    jobs = queue.lock_batch(1 + extra)
+                    if not jobs:
+                        return False
+                    pool.wake_one()
+                    batch = []
+                    for job in jobs:
+                        (suspects if self.is_suspect(job) else batch).append(job)
+                    deadline = time.monotonic() + pool.options.batch_ms / 1000
+                    results = queue.process_batch(
+                        batch, deadline=deadline, should_stop=pool.stopping.is_set
+                    )
+                    for result in results:
+                        pool.note_result(result)
+                finally:
+                    pool.gate.release_shared()
+            ran = len(results)
+            # A suspect runs alone, in a transaction of its own, once the batch is committed
+            # and no other thread runs a job (no claim is held open while waiting for that).
+            for suspect in suspects:
+                self.log_suspect(suspect)
+                with pool.gate.exclusive(), transaction.atomic(using=queue.using):
+                    for job in queue.claim_by_id([suspect.id]):
+                        ran += 1
+                        pool.note_result(queue.process_job(job, solo=True))
+        finally:
+            pool.release_job(extra - max(0, ran - 1))
         return True
 
     def is_suspect(self, job: BaseJob) -> bool:
@@ -405,9 +415,18 @@ class WorkerPool:
         self.stop()
         return False
 
-    def release_job(self) -> None:
+    def reserve_more(self, wanted: int) -> int:
+        """Count up to ``wanted`` more jobs towards --max-jobs (a batch's); return how many."""
         with self._lock:
-            self.jobs_started -= 1
+            if self.options.max_jobs is not None:
+                wanted = min(wanted, self.options.max_jobs - self.jobs_started)
+            wanted = max(0, wanted)
+            self.jobs_started += wanted
+            return wanted
+
+    def release_job(self, count: int = 1) -> None:
+        with self._lock:
+            self.jobs_started -= count
 
     def wake_one(self) -> None:
         """Wake one idle thread; remembered if none is idle, so a wake-up is never lost."""
@@ -418,7 +437,7 @@ class WorkerPool:
                 self._pending_wakes += 1
 
     def idle(self, thread: WorkerThread) -> None:
-        """Wait until woken, or until the poll interval passes."""
+        """Wait until the dispatcher or another thread wakes this one (or the pool stops)."""
         with self._lock:
             if self._pending_wakes:
                 self._pending_wakes -= 1
@@ -426,7 +445,9 @@ class WorkerPool:
             thread.wake.clear()
             self._idle.append(thread)
         logger.debug("Worker thread %s is idle", thread.role)
-        thread.wake.wait(self.options.delay)
+        # No timeout: the dispatcher checks for ready and due jobs once per --delay for the
+        # whole process and wakes a thread, so idle threads cost the database nothing.
+        thread.wake.wait()
         with self._lock:
             if thread in self._idle:
                 self._idle.remove(thread)

@@ -40,7 +40,7 @@ def wait_until_idle(worker, threads: int) -> None:
         lambda: fetch(
             "SELECT 1 FROM pg_stat_activity WHERE application_name LIKE %s "
             "AND state = 'idle' AND query LIKE %s",
-            [listener, "%EXISTS%"],
+            [listener, "%ORDER BY execute_at LIMIT 1%"],
         )
     )
 
