@@ -442,6 +442,10 @@ class WorkerPool:
             if self._pending_wakes:
                 self._pending_wakes -= 1
                 return
+            # stop() wakes only the threads idle when it runs: one that stopped in between
+            # must not wait, with no timeout, for a wake-up that never comes.
+            if self.stopping.is_set():
+                return
             thread.wake.clear()
             self._idle.append(thread)
         logger.debug("Worker thread %s is idle", thread.role)
