@@ -30,3 +30,12 @@ worker_queue = AtLeastOnceQueue(
     backoff=FixedBackoff(0.5),
     crash_limit=3,
 )
+
+# The batch suite's queue: a failed run is retried only after a minute, so it stays where the
+# batch recorded it while the test looks.
+batch_queue = AtLeastOnceQueue(
+    tasks=tasks.BATCH_TASKS,
+    notify_channel="dpq-tests",
+    backoff=FixedBackoff(60),
+    crash_limit=3,
+)

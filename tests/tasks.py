@@ -6,6 +6,9 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
+
+from django.db import IntegrityError, connections, transaction
 
 from tests.testapp.models import Effect
 
@@ -134,4 +137,55 @@ WORKER_TASKS = {
     "slow_record": slow_record,
     "wait_for_file": wait_for_file,
     "stall_first_run": stall_first_run,
+}
+
+
+# --- Tasks of the batch suite (tests/worker/test_batch.py): what a task does inside a batch's
+# transaction that a batch must keep apart from the other jobs of the batch.
+
+
+def _write_committed_effects(path: str, job_id: int) -> None:
+    """Write to ``path`` how many Effects of the job a separate connection sees (0 or 1)."""
+    wrapper = connections["default"]
+    raw = wrapper.get_new_connection(wrapper.get_connection_params())
+    try:
+        with raw.cursor() as cursor:
+            cursor.execute(
+                f"SELECT count(*) FROM {Effect._meta.db_table} WHERE job_id = %s",
+                [job_id],
+            )
+            count = cursor.fetchone()[0]
+    finally:
+        raw.close()
+    Path(path).write_text(str(count))
+
+
+def record_on_commit(queue, job):
+    """Record, and register an on_commit callback that writes ``args["path"]``.
+
+    The file says how many Effects of the job a separate connection saw when the callback ran:
+    1 once the job's transaction has committed. With ``args["fail"]`` the task then raises.
+    """
+    Effect.objects.create(job_id=job.id, note="on_commit")
+    path = job.args["path"]
+    transaction.on_commit(lambda: _write_committed_effects(path, job.id))
+    if job.args.get("fail"):
+        raise RuntimeError(f"failing after on_commit (job {job.id})")
+    return job.id
+
+
+def swallow_db_error(queue, job):
+    """Record, then catch the IntegrityError of a second insert without a savepoint."""
+    Effect.objects.create(job_id=job.id, note="first")
+    try:
+        Effect.objects.create(job_id=job.id, note="duplicate")
+    except IntegrityError:
+        pass
+    return job.id
+
+
+BATCH_TASKS = {
+    **WORKER_TASKS,
+    "record_on_commit": record_on_commit,
+    "swallow_db_error": swallow_db_error,
 }

@@ -1,0 +1,246 @@
+"""``dpq_worker --batch K``: many jobs per transaction, each in its own savepoint."""
+
+from __future__ import annotations
+
+import datetime
+import re
+import signal
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.utils import timezone
+
+from dpq.models import Job, JobStart
+from tests.conftest import wait_until
+from tests.queues import at_most_once_queue, batch_queue
+from tests.testapp.models import Effect
+
+BATCH_QUEUE = "tests.queues.batch_queue"
+
+
+def effect_ids() -> set[int]:
+    return set(Effect.objects.values_list("job_id", flat=True))
+
+
+def alone_ids(log: str) -> set[int]:
+    """Ids of the jobs the worker's log says it ran alone as suspects."""
+    return {int(n) for n in re.findall(r"Job (\d+) \(\w+\) was running when", log)}
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_batch_drain_runs_each_job_once_and_leaves_no_rows(worker_process):
+    ids = batch_queue.enqueue_many([("record", {}) for _ in range(2000)])
+    worker = worker_process("--batch", "50", "--burst", queue=BATCH_QUEUE, threads=2)
+
+    assert worker.wait_for_exit(120) == 0, worker.log[-3000:]
+    assert "batches of up to 50 jobs" in worker.log
+    effects = list(Effect.objects.values_list("job_id", flat=True))
+    assert len(effects) == 2000
+    assert set(effects) == set(ids)
+    assert not Job.objects.exists()
+    assert not JobStart.objects.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_raising_job_is_rolled_back_and_recorded_in_place_while_the_batch_commits(
+    worker_process,
+):
+    before, failing, after = batch_queue.enqueue_many(
+        [("record", {}), ("record_then_fail", {}), ("record", {})]
+    )
+    enqueued_at = timezone.now()
+    worker = worker_process("--batch", "10", "--burst", queue=BATCH_QUEUE, threads=1)
+
+    assert worker.wait_for_exit(60) == 0, worker.log
+    assert effect_ids() == {before, after}
+    job = Job.objects.get()
+    assert job.id == failing
+    assert (job.attempts, job.failed_at) == (1, None)
+    assert "Traceback" in job.last_error
+    assert f"RuntimeError: failing on purpose (job {failing})" in job.last_error
+    # FixedBackoff(60): well after the run, not merely after the enqueue.
+    assert job.execute_at > enqueued_at + datetime.timedelta(seconds=30)
+    assert not JobStart.objects.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_on_commit_of_a_raising_task_never_runs(worker_process, tmp_path):
+    failed_path, ok_path = tmp_path / "failed", tmp_path / "ok"
+    failing, ok = batch_queue.enqueue_many(
+        [
+            ("record_on_commit", {"path": str(failed_path), "fail": True}),
+            ("record_on_commit", {"path": str(ok_path)}),
+        ]
+    )
+    worker = worker_process("--batch", "10", "--burst", queue=BATCH_QUEUE, threads=1)
+
+    assert worker.wait_for_exit(60) == 0, worker.log
+    # The batch committed and ran its callbacks: only the raising task's is missing.
+    assert ok_path.exists()
+    assert not failed_path.exists()
+    assert effect_ids() == {ok}
+    assert Job.objects.get().id == failing
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_on_commit_of_a_task_runs_after_the_batch_commits(worker_process, tmp_path):
+    paths = [tmp_path / f"callback-{n}" for n in range(3)]
+    ids = batch_queue.enqueue_many(
+        [("record_on_commit", {"path": str(path)}) for path in paths]
+    )
+    worker = worker_process("--batch", "10", "--burst", queue=BATCH_QUEUE, threads=1)
+
+    assert worker.wait_for_exit(60) == 0, worker.log
+    # Each callback saw its job's Effect from another connection: it ran after the commit.
+    assert [path.read_text() for path in paths] == ["1", "1", "1"]
+    assert effect_ids() == set(ids)
+    assert not Job.objects.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_task_that_swallows_a_database_error_fails_and_the_batch_commits(
+    worker_process,
+):
+    before, swallowing, after = batch_queue.enqueue_many(
+        [("record", {}), ("swallow_db_error", {}), ("record", {})]
+    )
+    worker = worker_process("--batch", "10", "--burst", queue=BATCH_QUEUE, threads=1)
+
+    assert worker.wait_for_exit(60) == 0, worker.log
+    assert effect_ids() == {before, after}
+    job = Job.objects.get()
+    assert job.id == swallowing
+    assert (job.attempts, job.failed_at) == (1, None)
+    assert "caught a database error without rolling back to a savepoint" in (
+        job.last_error
+    )
+    assert "error outside a task" not in worker.log
+    assert not JobStart.objects.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_kill_9_mid_batch_returns_every_job_and_each_then_runs_alone_once(
+    worker_process, tmp_path
+):
+    started, release = tmp_path / "started", tmp_path / "release"
+    held = {"started": str(started), "release": str(release)}
+    ids = batch_queue.enqueue_many(
+        [
+            *[("record", {}) for _ in range(5)],
+            ("wait_for_file", held),
+            *[("record", {}) for _ in range(5)],
+        ]
+    )
+    worker = worker_process(
+        "--batch", "20", "--batch-ms", "60000", queue=BATCH_QUEUE, threads=1
+    )
+    wait_until(started.exists)
+    # The five jobs before the held one have run, uncommitted.
+    worker.kill()
+    assert worker.popen.returncode == -signal.SIGKILL
+
+    assert not Effect.objects.exists()
+    assert set(Job.objects.values_list("id", flat=True)) == set(ids)
+    assert not Job.objects.exclude(attempts=0).exists()
+    assert set(JobStart.objects.values_list("job_id", "starts", "solo_starts")) == {
+        (job_id, 1, 0) for job_id in ids
+    }
+
+    release.touch()
+    again = worker_process("--batch", "20", "--burst", queue=BATCH_QUEUE, threads=2)
+
+    assert again.wait_for_exit(60) == 0, again.log
+    effects = list(Effect.objects.values_list("job_id", flat=True))
+    assert sorted(effects) == sorted(ids)
+    assert alone_ids(again.log) == set(ids)
+    assert "running it alone" in again.log
+    assert not Job.objects.exists()
+    assert not JobStart.objects.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_poison_job_in_batches_ends_failed_and_leaves_no_start_record(
+    worker_process,
+):
+    ids = batch_queue.enqueue_many(
+        [("record", {}), ("kill_process", {}), ("record", {})]
+    )
+    poison = ids[1]
+
+    deaths = 0
+    while deaths < 6:
+        worker = worker_process("--batch", "10", "--burst", queue=BATCH_QUEUE)
+        code = worker.wait_for_exit(60)
+        if code == 0:
+            break
+        assert code == -signal.SIGKILL, worker.log[-3000:]
+        deaths += 1
+
+    # One death in the batch, then crash_limit deaths alone.
+    assert deaths == 1 + 3
+    assert effect_ids() == set(ids) - {poison}
+    job = Job.objects.get()
+    assert job.id == poison
+    assert job.failed_at is not None
+    assert "the worker died 3 times while running this job alone" in job.last_error
+    assert not JobStart.objects.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_batch_ms_commits_a_batch_before_it_is_done(worker_process):
+    ids = batch_queue.enqueue_many(
+        [("slow_record", {"seconds": 0.2}) for _ in range(100)]
+    )
+    worker = worker_process(
+        "--batch", "100", "--batch-ms", "300", queue=BATCH_QUEUE, threads=1
+    )
+
+    # All 100 in one batch would take 20 s and commit at once.
+    committed = wait_until(Effect.objects.count, 30)
+
+    assert committed < 50, f"{committed} jobs became visible together"
+    assert Job.objects.filter(id__in=ids).exists()
+    assert worker.alive()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_batch_on_an_at_most_once_queue_exits_1_and_claims_nothing(worker_process):
+    job = at_most_once_queue.enqueue("record")
+    worker = worker_process(
+        "--batch", "10", "--burst", queue="tests.queues.at_most_once_queue"
+    )
+
+    assert worker.wait_for_exit(60) == 1
+    assert "CommandError: --batch needs at-least-once delivery" in worker.log
+    assert "AtMostOnceQueue" in worker.log
+    assert list(Job.objects.values_list("id", "attempts")) == [(job.id, 0)]
+    assert not Effect.objects.exists()
+
+
+def test_batch_on_an_at_most_once_queue_is_a_command_error():
+    with pytest.raises(CommandError, match="--batch needs at-least-once delivery"):
+        call_command("dpq_worker", "tests.queues.at_most_once_queue", "--batch", "10")
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_max_jobs_counts_the_jobs_of_a_batch_not_the_batches(worker_process):
+    ids = batch_queue.enqueue_many([("record", {}) for _ in range(40)])
+    # One thread: a second one reaching the limit would stop the pool and cut a batch short.
+    worker = worker_process(
+        "--batch", "10", "--max-jobs", "3", queue=BATCH_QUEUE, threads=1
+    )
+
+    assert worker.wait_for_exit(60) == 0, worker.log[-3000:]
+    assert Effect.objects.count() == 3
+    assert effect_ids() | set(Job.objects.values_list("id", flat=True)) == set(ids)
+    assert "stopped after 3 job(s)" in worker.log
