@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 # so a worker that cannot start does not spin.
 QUICK_DEATH_SECONDS = 5.0
 MAX_RESTART_PAUSE = 30.0
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 def describe_exit(status: int) -> str:
@@ -103,6 +104,9 @@ class Supervisor:
         # Connections must not be shared across fork: the child opens its own.
         connections.close_all()
         parent = os.getpid()
+        # Until the child has its own handlers, a SIGTERM would run the supervisor's handler
+        # in it: hold the signals back across the fork, and let each side take them after.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         pid = os.fork()
         if pid == 0:
             code = 1
@@ -111,6 +115,8 @@ class Supervisor:
 
                 pool = WorkerPool(self.queue, replace(self.options, processes=1))
                 pool.supervisor_pid = parent
+                pool.install_signal_handlers()
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
                 code = pool.run()
             except BaseException:
                 logger.exception("Worker process %s failed", os.getpid())
@@ -118,6 +124,7 @@ class Supervisor:
                 logging.shutdown()
                 os._exit(code)
         self.children[pid] = time.monotonic()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
     def handle_signal(self, signum: int, frame: Any) -> None:
         self.signals += 1
