@@ -451,6 +451,8 @@ class Queue:
             job_table=self.job_table,
         )
         jobs = [self.job_model.from_claim_row(row) for row in rows]
+        if len(jobs) > 1:
+            jobs.sort(key=lambda job: (-job.priority, job.execute_at, job.id))
         for job in jobs:
             self.logger.debug(
                 "Claimed job %s (%s)", job.id, job.task, extra=self._log_extra(job)

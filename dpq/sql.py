@@ -27,25 +27,24 @@ _JOB_COLUMNS = "id, created_at, execute_at, priority, task, args::text, queue, a
 # with its start counts (crash accounting; 0 when it never started). The row locks last until
 # the caller's transaction ends; SKIP LOCKED passes over rows other workers hold instead of
 # waiting for them. ARRAY(...) makes the choice an InitPlan, so the DELETE is a primary-key
-# lookup and the choice walks dpq_job_claim_idx in order: no Sort, no Seq Scan.
+# lookup and the choice walks dpq_job_claim_idx in order: no Sort, no Seq Scan. The start
+# counts are two primary-key probes of the start table in RETURNING (cheaper to plan than a
+# join); rows come back in no particular order, so callers sort them.
 CLAIM_JOBS = (
     """
-    WITH claimed AS (
-        DELETE FROM {job_table} WHERE id = ANY(ARRAY(
-            SELECT id FROM {job_table}
-            WHERE queue = %(queue)s AND failed_at IS NULL AND execute_at <= now()
-              AND id <> ALL(%(exclude_ids)s::bigint[])
-            ORDER BY priority DESC, execute_at, id
-            FOR UPDATE SKIP LOCKED
-            LIMIT %(limit)s
-        ))
-        RETURNING """
+    DELETE FROM {job_table} AS j WHERE id = ANY(ARRAY(
+        SELECT id FROM {job_table}
+        WHERE queue = %(queue)s AND failed_at IS NULL AND execute_at <= now()
+          AND id <> ALL(%(exclude_ids)s::bigint[])
+        ORDER BY priority DESC, execute_at, id
+        FOR UPDATE SKIP LOCKED
+        LIMIT %(limit)s
+    ))
+    RETURNING """
     + _JOB_COLUMNS
-    + """
-    )
-    SELECT claimed.*, COALESCE(s.starts, 0), COALESCE(s.solo_starts, 0)
-    FROM claimed LEFT JOIN {start_table} s ON s.job_id = claimed.id
-    ORDER BY claimed.priority DESC, claimed.execute_at, claimed.id
+    + """,
+        COALESCE((SELECT s.starts FROM {start_table} s WHERE s.job_id = j.id), 0),
+        COALESCE((SELECT s.solo_starts FROM {start_table} s WHERE s.job_id = j.id), 0)
 """
 )
 
