@@ -343,10 +343,11 @@ class Queue:
         jobs = [self.job_model.from_claim_row(row) for row in rows]
         if len(jobs) > 1:
             jobs.sort(key=lambda job: (-job.priority, job.execute_at, job.id))
-        for job in jobs:
-            self.logger.debug(
-                "Claimed job %s (%s)", job.id, job.task, extra=self._log_extra(job)
-            )
+        if jobs and self.logger.isEnabledFor(logging.DEBUG):
+            for job in jobs:
+                self.logger.debug(
+                    "Claimed job %s (%s)", job.id, job.task, extra=self._log_extra(job)
+                )
         return jobs
 
     def run_once(self, exclude_ids: Iterable[int] = ()) -> RunResult | None:
@@ -597,13 +598,15 @@ class Queue:
         return None
 
     def _succeeded(self, job: BaseJob, retval: Any, elapsed: float) -> RunResult:
-        self.logger.info(
-            "Job %s (%s) succeeded in %.3fs",
-            job.id,
-            job.task,
-            elapsed,
-            extra={**self._log_extra(job), "duration": elapsed},
-        )
+        # Checked first: building the record's extra costs more than a short job's bookkeeping.
+        if self.logger.isEnabledFor(logging.INFO):
+            self.logger.info(
+                "Job %s (%s) succeeded in %.3fs",
+                job.id,
+                job.task,
+                elapsed,
+                extra={**self._log_extra(job), "duration": elapsed},
+            )
         signals.job_succeeded.send(
             sender=type(self), queue=self, job=job, retval=retval, duration=elapsed
         )
