@@ -32,7 +32,9 @@ def test_readme_sql_block_runs(number):
                 line for line in statement.splitlines() if not line.startswith("--")
             ).strip()
             if code.startswith("CREATE EXTENSION"):
-                code = code.replace("CREATE EXTENSION", "CREATE EXTENSION IF NOT EXISTS")
+                code = code.replace(
+                    "CREATE EXTENSION", "CREATE EXTENSION IF NOT EXISTS"
+                )
             if code:
                 cursor.execute(code)
 
