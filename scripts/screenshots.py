@@ -1,5 +1,5 @@
 """Take the README's screenshots of the dashboard: docs/dashboard.png, docs/job.png,
-docs/failed-jobs.png.
+docs/failed-jobs.png, and docs/demo.png from the running demo.
 
     DATABASE_URL=postgres://user@host/dpq_screens .venv/bin/python scripts/screenshots.py
 
@@ -7,15 +7,30 @@ docs/failed-jobs.png.
 database, REPLACES every job in it with a small example queue (queued, delayed, failed and
 one job held by a worker-named connection), serves the admin on a local port and
 photographs it with Debian's chromium through Playwright (apt-get install chromium).
+
+docs/demo.png, the Quick start's picture, comes from the real demo instead: the script
+creates a scratch database next to that one (its name plus ``_demo``, on the same server),
+runs ``demo_project/run_demo.py`` on it, waits until jobs are running, delayed and failed,
+photographs the dashboard as the demo user, stops the demo with SIGINT as Ctrl-C would,
+and drops the scratch database.
 """
 
 from __future__ import annotations
 
 import datetime
 import os
+import signal
+import socket
+import subprocess
 import sys
+import tempfile
 import threading
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -29,7 +44,15 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+VIEWPORT = {"width": 1280, "height": 900}
 USERNAME, PASSWORD = "screens", "screens-only-password"
+# The demo (demo_project/run_demo.py): its login, and how long to wait for it to start
+# and to show running, delayed and failed jobs, and to stop after SIGINT.
+DEMO_SCRIPT = ROOT / "demo_project" / "run_demo.py"
+DEMO_USERNAME, DEMO_PASSWORD = "demo", "demo"
+DEMO_SUFFIX = "_demo"
+DEMO_READY_TIMEOUT = 300
+DEMO_STOP_TIMEOUT = 30
 WORKER = "dpq:default:web-1:4711"
 
 TRACEBACK = """Traceback (most recent call last):
@@ -222,7 +245,7 @@ def photograph(base: str, failed_id: int) -> None:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM, args=CHROMIUM_ARGS
         )
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page = browser.new_page(viewport=VIEWPORT)
         page.goto(f"{base}/admin/login/?next=/admin/")
         page.fill("#id_username", USERNAME)
         page.fill("#id_password", PASSWORD)
@@ -237,6 +260,157 @@ def photograph(base: str, failed_id: int) -> None:
             page.screenshot(path=str(DOCS / name), full_page=True)
             print(f"wrote docs/{name}")
         browser.close()
+
+
+# --- docs/demo.png: the running demo ---------------------------------------------------
+
+
+def demo_database_url(url: str) -> tuple[str, str]:
+    """The scratch database's name and URL: DATABASE_URL's name plus DEMO_SUFFIX."""
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/") + DEMO_SUFFIX
+    return name, urlunsplit(parts._replace(path="/" + name))
+
+
+def admin_database(url: str, sql: str) -> None:
+    """Run one statement (CREATE/DROP DATABASE) on DATABASE_URL's own database."""
+    import psycopg2
+
+    connection = psycopg2.connect(url)
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
+    finally:
+        connection.close()
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def demo_counts(page: Any) -> dict[str, int | None]:
+    """The dashboard's totals; None for one that is missing or not a number."""
+    counts: dict[str, int | None] = {}
+    for state in ("queued", "running", "delayed", "failed"):
+        node = page.query_selector(f"#dpq-count-{state}")
+        text = node.inner_text().replace(",", "").strip() if node else ""
+        counts[state] = int(text) if text.isdigit() else None
+    return counts
+
+
+def demo_is_lively(counts: dict[str, int | None]) -> bool:
+    return all((counts[state] or 0) >= 1 for state in ("running", "delayed", "failed"))
+
+
+def wait_for_http(url: str, demo: subprocess.Popen[bytes], deadline: float) -> None:
+    while True:
+        if demo.poll() is not None:
+            raise RuntimeError(f"the demo exited with status {demo.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return  # it answers, if only with a redirect to the login
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} does not answer after {DEMO_READY_TIMEOUT} s")
+        time.sleep(0.5)
+
+
+def photograph_demo(base: str, demo: subprocess.Popen[bytes]) -> None:
+    """Log in to the demo, wait until it has jobs running, delayed and failed, and take
+    docs/demo.png of the dashboard."""
+    from playwright.sync_api import sync_playwright
+
+    deadline = time.monotonic() + DEMO_READY_TIMEOUT
+    wait_for_http(f"{base}/admin/login/", demo, deadline)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS
+        )
+        page = browser.new_page(viewport=VIEWPORT)
+        page.goto(f"{base}/admin/login/?next=/admin/")
+        page.fill("#id_username", DEMO_USERNAME)
+        page.fill("#id_password", DEMO_PASSWORD)
+        page.click("input[type=submit]")
+        page.wait_for_url(f"{base}/admin/")
+        while True:
+            page.goto(f"{base}/admin/dpq/job/")
+            counts = demo_counts(page)
+            if demo_is_lively(counts):
+                break
+            if demo.poll() is not None:
+                raise RuntimeError(f"the demo exited with status {demo.returncode}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the demo's dashboard does not show running, delayed and failed "
+                    f"jobs after {DEMO_READY_TIMEOUT} s: {counts}"
+                )
+            time.sleep(2)
+        page.screenshot(path=str(DOCS / "demo.png"), full_page=True)
+        print(f"wrote docs/demo.png ({counts})")
+        browser.close()
+
+
+def stop_demo(demo: subprocess.Popen[bytes]) -> None:
+    """SIGINT to the demo's process group, as Ctrl-C would; kill it if it lingers."""
+    if demo.poll() is None:
+        try:
+            os.killpg(demo.pid, signal.SIGINT)
+        except ProcessLookupError:
+            pass
+    try:
+        demo.wait(timeout=DEMO_STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        print(f"the demo did not stop within {DEMO_STOP_TIMEOUT} s; killing it")
+    # Whatever is left in its group goes too (the demo's own children, in groups of
+    # their own, get SIGTERM when it dies).
+    try:
+        os.killpg(demo.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    demo.wait()
+
+
+def take_demo_screenshot() -> None:
+    url = os.environ["DATABASE_URL"]
+    name, demo_url = demo_database_url(url)
+    drop = f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)"
+    admin_database(url, drop)  # left over from a run that was killed
+    admin_database(url, f"CREATE DATABASE {quote_ident(name)}")
+    port = free_port()
+    log = tempfile.TemporaryFile()
+    try:
+        demo = subprocess.Popen(
+            [sys.executable, str(DEMO_SCRIPT), "--port", str(port)],
+            cwd=ROOT,
+            env={**os.environ, "DATABASE_URL": demo_url},
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            process_group=0,
+        )
+        try:
+            photograph_demo(f"http://127.0.0.1:{port}", demo)
+        except BaseException:
+            stop_demo(demo)
+            log.seek(0)
+            tail = log.read().decode(errors="replace").splitlines()[-30:]
+            print("last lines of the demo's output:", *tail, sep="\n  ")
+            raise
+        stop_demo(demo)
+        print(f"the demo stopped with status {demo.returncode}")
+    finally:
+        log.close()
+        admin_database(url, drop)
 
 
 def main() -> None:
@@ -263,6 +437,10 @@ def main() -> None:
         for worker in workers:
             worker.join(10)
         server.terminate()
+    from django.db import connections
+
+    connections.close_all()
+    take_demo_screenshot()
 
 
 if __name__ == "__main__":
