@@ -7,9 +7,11 @@ A page calls ``pgrowlocks`` at most once (``read_running``) and passes the resul
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
@@ -19,12 +21,20 @@ from django.utils import timezone
 
 from dpq import sql
 from dpq.models import Job, JobQuerySet, JobState
+from dpq_admin import redact
+
+if TYPE_CHECKING:
+    from dpq.models import JSONValue
 
 logger = logging.getLogger("dpq.admin")
 
 # A claim of an at-least-once job is an open transaction: it holds back vacuum on every
 # table of the database while it lasts. Runs older than this are flagged on the dashboard.
 DEFAULT_LONG_RUNNING_SECONDS = 600
+
+# A text search reads at most this many jobs whose stored args contain the text (newest
+# first) and masks each in Python; past it the page says the search was cut short.
+SEARCH_CANDIDATE_LIMIT = 1000
 
 ENABLE_PGROWLOCKS_HINT = (
     "Run CREATE EXTENSION pgrowlocks; as a superuser in this database (or run "
@@ -267,29 +277,73 @@ def jobs_in_state(state: str | None) -> JobQuerySet:
     return Job.objects.all()
 
 
+@dataclass(frozen=True)
+class FilteredJobs:
+    """A job list's queryset after its filters; ``search_truncated_at`` is the candidate
+    limit when a text search had more candidates than it reads, else None."""
+
+    jobs: JobQuerySet
+    search_truncated_at: int | None = None
+
+
 def filter_jobs(
     jobs: JobQuerySet,
     *,
     queue: str = "",
     task: str = "",
     search: str = "",
-) -> JobQuerySet:
-    """Narrow a job queryset by queue, task and search text (an id, or text in args).
+) -> FilteredJobs:
+    """Narrow a job queryset by queue, task and search text (an id, or text the pages show).
 
     Every value is bound by the ORM; the caller has checked queue and task against the
-    names the counts found.
+    names the counts found. A text search runs one query (see ``search_jobs``); the
+    queryset returned stays lazy, so sorting and pagination work on it as on any list.
     """
     if queue:
         jobs = jobs.filter(queue=queue)
     if task:
         jobs = jobs.filter(task=task)
     search = search.strip()
-    if search:
-        match = Q(args_text__icontains=search)
-        if search.isdigit() and int(search) < 2**63:
-            match |= Q(id=int(search))
-        jobs = jobs.annotate(args_text=Cast("args", TextField())).filter(match)
-    return jobs
+    if not search:
+        return FilteredJobs(jobs)
+    return search_jobs(jobs, search)
+
+
+def search_jobs(jobs: JobQuerySet, search: str) -> FilteredJobs:
+    """Keep the jobs whose id is ``search`` or whose args, masked as pages show them, contain it.
+
+    The database picks candidates whose stored args contain the text, newest first, at most
+    SEARCH_CANDIDATE_LIMIT of them (one query); each is masked by ``redact.redact_args`` and
+    kept only if the text is still there, so a search never finds a job by a value no page
+    shows. The queryset returned selects the kept ids and stays lazy.
+    """
+    limit = SEARCH_CANDIDATE_LIMIT
+    candidates = list(
+        jobs.annotate(args_text=Cast("args", TextField()))
+        .filter(args_text__icontains=search)
+        .order_by("-id")
+        .values_list("id", "queue", "args")[: limit + 1]
+    )
+    needle = search.casefold()
+    match = Q(
+        id__in=[
+            job_id
+            for job_id, queue, args in candidates[:limit]
+            if needle in visible_args_text(queue, args).casefold()
+        ]
+    )
+    if search.isdigit() and int(search) < 2**63:
+        match |= Q(id=int(search))
+    return FilteredJobs(
+        jobs.filter(match),
+        search_truncated_at=limit if len(candidates) > limit else None,
+    )
+
+
+def visible_args_text(queue: str, args: JSONValue) -> str:
+    # Spaced separators and raw non-ASCII, as PostgreSQL writes jsonb as text: a job with
+    # nothing to mask is found by the same searches as its stored args.
+    return json.dumps(redact.redact_args(queue, args), ensure_ascii=False)
 
 
 def job_ids_in(ids: Iterable[int]) -> set[int]:

@@ -156,6 +156,7 @@ def job_list(
     )
     queue, task, search = form.value("queue"), form.value("task"), form.value("q")
     job_url = job_url_for(model_admin)
+    search_truncated_at = None
     if list_state == JobState.RUNNING:
         table = tables.RunningJobTable(
             _filter_running(running, queue=queue, task=task, search=search),
@@ -164,11 +165,12 @@ def job_list(
         )
         RequestConfig(request, paginate={"per_page": PER_PAGE}).configure(table)
     else:
-        jobs = state.filter_jobs(
+        filtered = state.filter_jobs(
             state.jobs_in_state(list_state), queue=queue, task=task, search=search
         )
+        search_truncated_at = filtered.search_truncated_at
         table = tables.JobTable(
-            jobs,
+            filtered.jobs,
             job_url=job_url,
             running_ids=running.ids if running.is_known else None,
             order_by=DEFAULT_ORDER[list_state],
@@ -189,6 +191,9 @@ def job_list(
         "counts": counts,
         "table": table,
         "filter_form": form,
+        "search_truncated_at": f"{search_truncated_at:,}"
+        if search_truncated_at
+        else "",
         "actions": actions if list_state != JobState.RUNNING else [],
         "action_url": admin_url(model_admin, "action"),
         "requeue_failed_form": forms.RequeueFailedForm(

@@ -104,6 +104,51 @@ def test_redact_hook_hides_more_per_queue(viewer_client, make_job, settings):
     assert "•••• 1111" in html
 
 
+def ids_found(viewer_client, search: str) -> list[int]:
+    response = viewer_client.get(url("all"), {"q": search})
+    return [row.record.pk for row in response.context["table"].paginated_rows]
+
+
+@pytest.mark.django_db
+def test_search_does_not_find_job_by_value_under_secret_key(viewer_client, make_job):
+    job = make_job("noop", {"user": "ann", "auth": {"password": "hunter2"}})
+
+    response = viewer_client.get(url("all"), {"q": "hunter2"})
+
+    assert [row.record.pk for row in response.context["table"].paginated_rows] == []
+    assert f'data-job-id="{job.id}"' not in response.content.decode()
+    assert Job.objects.filter(id=job.id, args__auth__password="hunter2").exists()
+
+
+@pytest.mark.django_db
+def test_search_finds_job_by_value_beside_secret(viewer_client, make_job):
+    job = make_job("noop", {"user": "ann", "auth": {"password": "hunter2"}})
+
+    assert ids_found(viewer_client, "ANN") == [job.id]
+
+
+@pytest.mark.django_db
+def test_search_does_not_find_job_by_value_under_configured_secret_key(
+    viewer_client, make_job, settings
+):
+    settings.DPQ_ADMIN_SECRET_KEYS = ["iban"]
+    make_job("noop", {"iban": "DE89370400440532013000"})
+
+    assert ids_found(viewer_client, "DE8937") == []
+
+
+@pytest.mark.django_db
+def test_search_does_not_find_job_by_value_redact_hook_hides(
+    viewer_client, make_job, settings
+):
+    settings.DPQ_ADMIN_REDACT = f"{__name__}.redact_card_numbers"
+    job = make_job("noop", {"card": "4111111111111111"})
+    Job.objects.filter(id=job.id).update(queue="billing")
+
+    assert ids_found(viewer_client, "41111111") == []
+    assert ids_found(viewer_client, "1111") == [job.id]
+
+
 def test_mask_secrets_keeps_other_values():
     keys = redact.secret_keys()
     assert redact.mask_secrets({"a": [{"session_id": 1}], "b": 2}, keys) == {

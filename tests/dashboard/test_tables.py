@@ -11,10 +11,12 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from dpq.models import Job
+from dpq_admin import state
 from tests.dashboard.conftest import WORKER_NAME, url
 
 # Session and user, messages, pgrowlocks status and call (savepoint included), counts, the
-# page itself; the dashboard adds pg_stat_activity. Whatever the number of jobs shown.
+# page itself; the dashboard adds pg_stat_activity, a text search its candidates. Whatever
+# the number of jobs shown.
 MAX_QUERIES = 12
 
 
@@ -80,6 +82,49 @@ def test_list_searches_text_in_args(viewer_client):
     response = viewer_client.get(url("all"), {"q": "ann@example"})
 
     assert ids_shown(response) == [wanted.pk]
+
+
+@pytest.mark.django_db
+def test_list_search_says_when_candidates_exceed_limit(viewer_client, monkeypatch):
+    monkeypatch.setattr(state, "SEARCH_CANDIDATE_LIMIT", 3)
+    jobs = add_jobs(5)
+
+    response = viewer_client.get(url("all"), {"q": '"n"'})
+
+    assert ids_shown(response) == sorted(jobs, reverse=True)[:3]
+    assert "Showing matches among the newest 3 jobs" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_list_search_within_limit_says_nothing_of_it(viewer_client, monkeypatch):
+    monkeypatch.setattr(state, "SEARCH_CANDIDATE_LIMIT", 5)
+    jobs = add_jobs(5)
+
+    response = viewer_client.get(url("all"), {"q": '"n"'})
+
+    assert sorted(ids_shown(response)) == jobs
+    assert "dpq-search-truncated" not in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_list_search_sorts_and_paginates_matches(viewer_client):
+    jobs = add_jobs(60)
+
+    response = viewer_client.get(url("all"), {"q": '"n"', "sort": "id", "page": 2})
+
+    assert ids_shown(response) == jobs[50:]
+
+
+@pytest.mark.django_db
+def test_list_search_queries_do_not_grow_with_candidates(
+    viewer_client, django_assert_max_num_queries
+):
+    add_jobs(300, failed_at=timezone.now())
+
+    with django_assert_max_num_queries(MAX_QUERIES):
+        response = viewer_client.get(url("failed"), {"q": '"n"'})
+
+    assert len(ids_shown(response)) == 50
 
 
 @pytest.mark.django_db
