@@ -3,7 +3,8 @@
 The main thread LISTENs on its own connection and wakes one idle thread per notification.
 A thread that claims a job wakes the next idle one before running it, so one notification
 for a batch of jobs fans out over the pool. Without notifications the dispatcher checks
-for ready work every ``delay`` seconds, and sooner when a delayed job falls due.
+for ready work every ``delay`` seconds, and sooner when a delayed job falls due. The
+threads themselves are in dpq/threads.py.
 """
 
 from __future__ import annotations
@@ -13,36 +14,28 @@ import logging
 import os
 import select
 import signal
-import socket
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import psycopg2
-from django.db import (
-    DatabaseError,
-    InterfaceError,
-    OperationalError,
-    connections,
-    transaction,
-)
+from django.db import connections
 from django.utils import timezone
 
 from dpq import sql
+from dpq.threads import (
+    RECONNECT_MAX_DELAY,
+    RECONNECT_MIN_DELAY,
+    SoloGate,
+    WorkerThread,
+    application_name,
+)
 
 if TYPE_CHECKING:
-    from dpq.models import BaseJob
     from dpq.queue import Queue, RunResult
 
 logger = logging.getLogger(__name__)
-
-# Reconnect backoff after a lost connection: quick first, then at most every 10 s.
-RECONNECT_MIN_DELAY = 0.2
-RECONNECT_MAX_DELAY = 10.0
-# What PostgreSQL says when it ends a session that sat idle inside its transaction.
-IDLE_TIMEOUT_MESSAGE = "idle-in-transaction timeout"
 
 
 @dataclass(frozen=True)
@@ -58,18 +51,6 @@ class WorkerOptions:
     processes: int = 1
 
 
-def application_name(queue_name: str, role: str) -> str:
-    """``dpq:<queue>:<host>:<pid>:<role>``, cut to PostgreSQL's 63 bytes (queue and host first)."""
-    host = socket.gethostname().split(".")[0]
-    tail = f":{os.getpid()}:{role}"
-    room = 63 - len("dpq:") - len(tail) - 1
-    queue_part = queue_name.encode()[: max(8, room // 2)].decode(errors="ignore")
-    host_part = host.encode()[: max(0, room - len(queue_part.encode()))].decode(
-        errors="ignore"
-    )
-    return f"dpq:{queue_part}:{host_part}{tail}"[:63]
-
-
 def describe_database(using: str) -> str:
     """The database a worker uses, for logs: user@host:port/name, never the password."""
     params = connections[using].settings_dict
@@ -77,289 +58,6 @@ def describe_database(using: str) -> str:
     port = f":{params['PORT']}" if params.get("PORT") else ""
     user = f"{params['USER']}@" if params.get("USER") else ""
     return f"{user}{host}{port}/{params.get('NAME')}"
-
-
-class SoloGate:
-    """A readers-writer lock that lets a suspect job run alone.
-
-    Ordinary runs hold it shared. A job that was running when a worker died takes it
-    exclusively: it waits for the running jobs to finish, and while it waits or runs no
-    thread claims anything (waiting writers block new readers), so if it kills the process
-    again, it dies alone and the crash is its own.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._shared = 0
-        self._exclusive = False
-        self._waiting = 0
-
-    def acquire_shared(self) -> None:
-        with self._cond:
-            while self._exclusive or self._waiting:
-                self._cond.wait()
-            self._shared += 1
-
-    def release_shared(self) -> None:
-        with self._cond:
-            self._shared -= 1
-            self._cond.notify_all()
-
-    @contextlib.contextmanager
-    def exclusive(self) -> Iterator[None]:
-        with self._cond:
-            self._waiting += 1
-            while self._exclusive or self._shared:
-                self._cond.wait()
-            self._waiting -= 1
-            self._exclusive = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._exclusive = False
-                self._cond.notify_all()
-
-
-class WorkerThread(threading.Thread):
-    """Claims and runs jobs on its own database connection until the pool stops."""
-
-    def __init__(self, pool: WorkerPool, number: int) -> None:
-        super().__init__(name=f"dpq-worker-{number}", daemon=True)
-        self.pool = pool
-        self.number = number
-        self.wake = threading.Event()
-        self.role = f"t{number}"
-        # The connection's idle_in_transaction_session_timeout in seconds (0: off), and when
-        # the current claim began: a lost connection can then be explained.
-        self.idle_timeout = 0.0
-        self.claim_started = 0.0
-
-    def run(self) -> None:
-        pool = self.pool
-        failures = 0
-        try:
-            while not pool.stopping.is_set():
-                if not pool.reserve_job():
-                    break
-                try:
-                    ran = self.run_one()
-                    failures = 0
-                except Exception as exc:  # outside any task: log, reconnect, go on
-                    pool.release_job()
-                    failures += 1
-                    self.handle_error(exc, failures)
-                    continue
-                if ran:
-                    continue
-                pool.release_job()
-                if pool.options.burst:
-                    break
-                pool.idle(self)
-        finally:
-            connections[pool.queue.using].close()
-            pool.thread_finished(self)
-
-    def ensure_connection(self) -> None:
-        connection = connections[self.pool.queue.using]
-        if connection.connection is None or connection.connection.closed:
-            connection.ensure_connection()
-            name = application_name(self.pool.queue.name, self.role)
-            with connection.cursor() as cursor:
-                cursor.execute(sql.SET_WORKER_CONNECTION, {"name": name})
-                self.idle_timeout = cursor.fetchone()[1] / 1000
-
-    def run_one(self) -> bool:
-        """Claim one job and run it; False when no job was ready."""
-        pool = self.pool
-        queue = pool.queue
-        self.ensure_connection()
-        self.claim_started = time.monotonic()
-        if pool.options.batch > 1:
-            return self.run_batch()
-        if queue.at_most_once:
-            pool.gate.acquire_shared()
-            try:
-                jobs = queue.claim()
-                if not jobs:
-                    return False
-                pool.wake_one()
-                pool.note_result(
-                    queue.process_job(jobs[0], solo=pool.options.threads == 1)
-                )
-            finally:
-                pool.gate.release_shared()
-            return True
-        suspect = None
-        with transaction.atomic(using=queue.using):
-            pool.gate.acquire_shared()
-            try:
-                jobs = queue.claim()
-                if not jobs:
-                    return False
-                job = jobs[0]
-                pool.wake_one()
-                if self.is_suspect(job):
-                    # Give the claim back rather than wait for the other threads' jobs with
-                    # it open: an idle transaction holds back vacuum, and
-                    # idle_in_transaction_session_timeout would end it, charging the
-                    # suspect a crash it never had.
-                    transaction.set_rollback(True, using=queue.using)
-                    suspect = job
-                else:
-                    pool.note_result(
-                        queue.process_job(job, solo=pool.options.threads == 1)
-                    )
-            finally:
-                pool.gate.release_shared()
-        if suspect is not None:
-            return self.run_suspect(suspect)
-        return True
-
-    def run_batch(self) -> bool:
-        """Lock up to --batch jobs, run them in one transaction, then run suspects alone."""
-        pool = self.pool
-        queue = pool.queue
-        suspects: list[BaseJob] = []
-        # --max-jobs counts jobs, not batches: run() reserved the first job, the rest are
-        # reserved here, and those that do not run are given back.
-        extra = pool.reserve_more(pool.options.batch - 1)
-        ran = 0
-        try:
-            with transaction.atomic(using=queue.using):
-                pool.gate.acquire_shared()
-                try:
-                    jobs = queue.lock_batch(1 + extra)
-                    if not jobs:
-                        return False
-                    pool.wake_one()
-                    batch = []
-                    for job in jobs:
-                        (suspects if self.is_suspect(job) else batch).append(job)
-                    deadline = time.monotonic() + pool.options.batch_ms / 1000
-                    results = queue.process_batch(
-                        batch, deadline=deadline, should_stop=pool.stopping.is_set
-                    )
-                    for result in results:
-                        pool.note_result(result)
-                finally:
-                    pool.gate.release_shared()
-            ran = len(results)
-            # A suspect runs alone, in a transaction of its own, once the batch is committed
-            # and no other thread runs a job (no claim is held open while waiting for that).
-            for suspect in suspects:
-                self.log_suspect(suspect)
-                with pool.gate.exclusive(), transaction.atomic(using=queue.using):
-                    for job in queue.claim_by_id([suspect.id]):
-                        ran += 1
-                        pool.note_result(queue.process_job(job, solo=True))
-        finally:
-            pool.release_job(extra - max(0, ran - 1))
-        return True
-
-    def is_suspect(self, job: BaseJob) -> bool:
-        queue = self.pool.queue
-        return (
-            queue.has_crash_accounting
-            and (self.pool.options.threads > 1 or self.pool.options.batch > 1)
-            and job.starts > 0
-            and job.solo_starts < queue.crash_limit
-        )
-
-    def log_suspect(self, suspect: BaseJob) -> None:
-        logger.warning(
-            "Job %s (%s) was running when a worker died (%s starts, %s alone); running it alone",
-            suspect.id,
-            suspect.task,
-            suspect.starts,
-            suspect.solo_starts,
-            extra={
-                "job_id": suspect.id,
-                "task": suspect.task,
-                "queue": self.pool.queue.name,
-            },
-        )
-
-    def run_suspect(self, suspect: BaseJob) -> bool:
-        """Once no other thread runs a job, claim again and run the claimed job alone.
-
-        The claim usually returns the suspect again (it was the best ready job a moment
-        ago); whatever it returns runs alone, so a death during it is that job's own.
-        """
-        pool = self.pool
-        queue = pool.queue
-        self.log_suspect(suspect)
-        with pool.gate.exclusive(), transaction.atomic(using=queue.using):
-            jobs = queue.claim()
-            for job in jobs:
-                pool.note_result(queue.process_job(job, solo=True))
-        return bool(jobs)
-
-    def handle_error(self, exc: BaseException, failures: int) -> None:
-        connection = connections[self.pool.queue.using]
-        delay = min(RECONNECT_MAX_DELAY, RECONNECT_MIN_DELAY * 2 ** (failures - 1))
-        # libpq rarely passes PostgreSQL's reason on: the server's message is lost when the
-        # next statement meets the closed socket. A claim held open longer than the timeout
-        # is the telling sign.
-        held = time.monotonic() - self.claim_started
-        if _caused_by_idle_timeout(exc) or (
-            self.idle_timeout
-            and held > self.idle_timeout
-            and isinstance(exc, OperationalError | InterfaceError)
-        ):
-            logger.warning(
-                "Worker thread %s lost its database connection after holding a job's "
-                "transaction open for %.1fs, longer than idle_in_transaction_session_timeout "
-                "(%gs): PostgreSQL ends a transaction that sits idle that long. The job "
-                "returns to the queue and counts as a crash. Raise that setting for the "
-                "worker's role or make the task shorter. Reconnecting in %.1fs",
-                self.role,
-                held,
-                self.idle_timeout,
-                delay,
-            )
-        elif isinstance(exc, OperationalError | InterfaceError) or not _is_usable(
-            connection
-        ):
-            logger.warning(
-                "Worker thread %s lost its database connection (%s); reconnecting in %.1fs",
-                self.role,
-                str(exc).strip().splitlines()[0]
-                if str(exc).strip()
-                else type(exc).__name__,
-                delay,
-            )
-        else:
-            logger.exception(
-                "Worker thread %s: error outside a task; retrying in %.1fs",
-                self.role,
-                delay,
-            )
-        connection.close()
-        self.pool.stopping.wait(delay)
-
-
-def _caused_by_idle_timeout(exc: BaseException | None) -> bool:
-    """Whether PostgreSQL's idle-in-transaction timeout is behind ``exc``.
-
-    Only the first statement after the timeout gets PostgreSQL's message; what reaches the
-    thread is usually a later error on the closed connection (putting the job back), which
-    carries the first one as its context.
-    """
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        if IDLE_TIMEOUT_MESSAGE in str(exc):
-            return True
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-def _is_usable(connection: Any) -> bool:
-    try:
-        return connection.connection is not None and connection.is_usable()
-    except DatabaseError:
-        return False
 
 
 class WorkerPool:
