@@ -237,20 +237,24 @@ def serve() -> object:
     return server
 
 
+def open_logged_in(playwright: Any, base: str, username: str, password: str) -> tuple:
+    """Launch Debian's chromium and log in to the admin at ``base``; return browser, page."""
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    page = browser.new_page(viewport=VIEWPORT)
+    page.goto(f"{base}/admin/login/?next=/admin/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{base}/admin/")
+    return browser, page
+
+
 def photograph(base: str, failed_id: int) -> None:
     from playwright.sync_api import sync_playwright
 
     DOCS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS
-        )
-        page = browser.new_page(viewport=VIEWPORT)
-        page.goto(f"{base}/admin/login/?next=/admin/")
-        page.fill("#id_username", USERNAME)
-        page.fill("#id_password", PASSWORD)
-        page.click("input[type=submit]")
-        page.wait_for_url(f"{base}/admin/")
+        browser, page = open_logged_in(playwright, base, USERNAME, PASSWORD)
         for path, name in (
             ("/admin/dpq/job/", "dashboard.png"),
             (f"/admin/dpq/job/{failed_id}/", "job.png"),
@@ -333,15 +337,7 @@ def photograph_demo(base: str, demo: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + DEMO_READY_TIMEOUT
     wait_for_http(f"{base}/admin/login/", demo, deadline)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS
-        )
-        page = browser.new_page(viewport=VIEWPORT)
-        page.goto(f"{base}/admin/login/?next=/admin/")
-        page.fill("#id_username", DEMO_USERNAME)
-        page.fill("#id_password", DEMO_PASSWORD)
-        page.click("input[type=submit]")
-        page.wait_for_url(f"{base}/admin/")
+        browser, page = open_logged_in(playwright, base, DEMO_USERNAME, DEMO_PASSWORD)
         while True:
             page.goto(f"{base}/admin/dpq/job/")
             counts = demo_counts(page)
