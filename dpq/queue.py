@@ -36,6 +36,8 @@ RunResult = tuple[BaseJob, Any, BaseException | None]
 # every enqueue: refuse them when the queue is built.
 MAX_CHANNEL_BYTES = 63
 MAX_QUEUE_NAME_LENGTH = 100
+# Read once: worker_name is built for every job a worker starts.
+HOSTNAME = socket.gethostname()
 
 
 def validate_channel(channel: str | None) -> str | None:
@@ -147,7 +149,7 @@ class Queue:
         Not fixed when the queue is built: under --processes the queue is imported before the
         fork, and each worker process must name itself, not the supervisor.
         """
-        return f"{socket.gethostname()}:{os.getpid()}"
+        return f"{HOSTNAME}:{os.getpid()}"
 
     @property
     def has_crash_accounting(self) -> bool:
@@ -621,7 +623,7 @@ class Queue:
     def start_recorder(self) -> StartRecorder:
         with self._recorder_lock:
             if self._start_recorder is None:
-                name = f"dpq:{self.name}:{socket.gethostname()}:{os.getpid()}:starts"
+                name = f"dpq:{self.name}:{HOSTNAME}:{os.getpid()}:starts"
                 self._start_recorder = StartRecorder(self.using, name)
             return self._start_recorder
 
