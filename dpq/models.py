@@ -215,6 +215,10 @@ class BaseJob(models.Model):
         job.claimed_args = row[5] if isinstance(row[5], str) else json.dumps(row[5])
         job.starts = row[10] if len(row) > 10 else 0
         job.solo_starts = row[11] if len(row) > 11 else 0
+        # A claim of this job that died with its worker and is not counted yet (its
+        # transaction id), and this claim's own transaction id: see sql._DIED_WITH_CLAIM.
+        job.died_claim_xid = row[12] if len(row) > 12 else None
+        job.claim_xid = row[13] if len(row) > 13 else None
         return job
 
 
@@ -250,12 +254,13 @@ class Job(BaseJob):
 
 
 class JobStart(models.Model):
-    """A start of a job's task, committed before it runs (crash accounting).
+    """The starts of a job that a worker died running, or that ran alone (crash accounting).
 
     Written on a separate connection, so it survives the claim transaction's rollback when
-    the process dies; deleted inside the claim transaction when the run finishes. A row that
-    outlives its run means the worker died while running the job. No foreign key to the job:
-    it would wait on the claim's row lock.
+    the process dies; deleted inside the claim transaction when the run finishes. A start
+    that shared its worker with other jobs is not written at all: its death is found by the
+    next claim (see dpq.sql._DIED_WITH_CLAIM). No foreign key to the job: it would wait on
+    the claim's row lock.
     """
 
     job_id = models.BigIntegerField(primary_key=True)
@@ -265,6 +270,12 @@ class JobStart(models.Model):
     )
     started_at = models.DateTimeField(default=timezone.now)
     worker = models.CharField(max_length=63, blank=True, default="")
+    claim_xid = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="The claim transaction these counts include; a later claim that finds "
+        "it rolled back does not count it again.",
+    )
 
     class Meta:
         db_table = "dpq_jobstart"

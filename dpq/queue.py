@@ -19,10 +19,10 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 from psycopg2.extensions import TRANSACTION_STATUS_INERROR as TRANSACTION_IN_ERROR
 
-from dpq import exceptions, signals, sql
+from dpq import exceptions, signals, sql, transactions
 from dpq.models import PRIORITY_MAX, PRIORITY_MIN, BaseJob, Job, JSONValue
 from dpq.retry import RetryPolicy, decide
-from dpq.starts import StartRecorder
+from dpq.starts import StartCount, StartRecorder
 
 if TYPE_CHECKING:
     from dpq.retry import Backoff
@@ -342,7 +342,7 @@ class Queue:
             {"queue": self.name, "exclude_ids": list(exclude_ids), "limit": limit},
             job_table=self.job_table,
         )
-        jobs = [self.job_model.from_claim_row(row) for row in rows]
+        jobs = self._claimed(rows)
         if len(jobs) > 1:
             jobs.sort(key=lambda job: (-job.priority, job.execute_at, job.id))
         if jobs and self.logger.isEnabledFor(logging.DEBUG):
@@ -371,13 +371,25 @@ class Queue:
         if refusal is not None:
             self._put_back(job, refusal, give_up=True, error_text=str(refusal))
             return job, None, refusal
-        accounting = self.has_crash_accounting
-        if accounting:
-            self.start_recorder.record([job.id], solo=solo, worker=self.worker_name)
+        connection = connections[self.using]
+        # A claim already committed leaves no trace if the worker dies: count the start now.
+        # So does a solo start: only those count towards crash_limit. A start beside other
+        # jobs is not written: if the worker dies, the next claim finds its claim rolled back.
+        claim_committed = self.at_most_once or not connection.in_atomic_block
+        recorded = self.has_crash_accounting and (solo or claim_committed)
+        if recorded:
+            self.start_recorder.record(
+                [
+                    StartCount(
+                        job.id, 1, int(solo), None if claim_committed else job.claim_xid
+                    )
+                ],
+                worker=self.worker_name,
+            )
+        clear_start = recorded or (self.has_crash_accounting and job.starts > 0)
         signals.job_started.send(sender=type(self), queue=self, job=job)
         started = time.monotonic()
-        connection = connections[self.using]
-        if self.at_most_once or not connection.in_atomic_block:
+        if claim_committed:
             # The claim is committed: the task gets a transaction of its own.
             try:
                 with transaction.atomic(using=self.using):
@@ -385,7 +397,7 @@ class Queue:
             except Exception as exc:  # the task's own code: its failure is the job's
                 self._put_back(job, exc, give_up=self.at_most_once)
                 return job, None, exc
-            if accounting:
+            if clear_start:
                 sql.execute(self.using, sql.CLEAR_JOB_STARTS, {"ids": [job.id]})
             return self._succeeded(job, retval, time.monotonic() - started)
         with connection.cursor() as cursor:
@@ -394,16 +406,20 @@ class Queue:
             if exc is not None:
                 self._put_back(job, exc, give_up=False)
                 return job, None, exc
-            if accounting:
-                # One round trip: keep the task's writes and forget the start.
-                cursor.execute(
-                    sql.render(
-                        sql.RELEASE_JOB_SAVEPOINT_AND_CLEAR_START, self.job_table
-                    ),
-                    {"ids": [job.id]},
-                )
-            else:
-                cursor.execute(sql.RELEASE_JOB_SAVEPOINT)
+        # Keep the task's writes (and forget the start) in one round trip; in the worker's
+        # JobTransaction, the same round trip as the commit.
+        if clear_start:
+            release = sql.render(
+                sql.RELEASE_JOB_SAVEPOINT_AND_CLEAR_START, self.job_table
+            )
+            params: dict[str, Any] | None = {"ids": [job.id]}
+        else:
+            release, params = sql.RELEASE_JOB_SAVEPOINT, None
+        job_transaction = transactions.current(self.using)
+        if job_transaction is not None:
+            job_transaction.defer(release, params)
+        else:
+            sql.execute(self.using, release, params)
         return self._succeeded(job, retval, time.monotonic() - started)
 
     def _run_in_savepoint(
@@ -519,14 +535,44 @@ class Queue:
             {"queue": self.name, "limit": limit},
             job_table=self.job_table,
         )
-        return [self.job_model.from_claim_row(row) for row in rows]
+        return self._claimed(rows)
 
     def claim_by_id(self, ids: list[int]) -> list[BaseJob]:
         """Claim the given jobs if they are still ready and nobody holds them."""
         rows = sql.fetch_all(
             self.using, sql.CLAIM_JOBS_BY_ID, {"ids": ids}, job_table=self.job_table
         )
-        return [self.job_model.from_claim_row(row) for row in rows]
+        return self._claimed(rows)
+
+    def _claimed(self, rows: list[tuple]) -> list[BaseJob]:
+        """Build the claimed jobs, and count the deaths the claim found before any runs.
+
+        A job whose earlier claim rolled back with its worker gets one more start, written
+        now: this claim's lock replaces the evidence, and this run may die too.
+        """
+        jobs = [self.job_model.from_claim_row(row) for row in rows]
+        if not self.has_crash_accounting:
+            return jobs
+        deaths = [job for job in jobs if job.died_claim_xid is not None]
+        if deaths:
+            self.start_recorder.record(
+                [StartCount(job.id, 1, 0, job.died_claim_xid) for job in deaths],
+                worker=self.worker_name,
+            )
+            for job in deaths:
+                job.starts += 1
+        return jobs
+
+    def give_back(self, job: BaseJob) -> None:
+        """Account for a claim of ``job`` that the caller is about to roll back on purpose.
+
+        The rolled-back claim looks like one that died with its worker; its start record now
+        names it, so the next claim does not count a death.
+        """
+        if self.has_crash_accounting and job.claim_xid is not None:
+            self.start_recorder.record(
+                [StartCount(job.id, 0, 0, job.claim_xid)], worker=self.worker_name
+            )
 
     def process_batch(
         self, jobs: list[BaseJob], *, deadline: float, should_stop: Callable[[], bool]
@@ -537,8 +583,8 @@ class Queue:
         failure recorded in place. Jobs that succeed are deleted at the end, in the same
         transaction, so each job's writes still commit together with its removal. Once
         ``deadline`` (monotonic) passes or ``should_stop()``, the remaining jobs are left
-        untouched: the commit releases them for the next claim. Starts are recorded for the
-        whole batch at once, so a crash marks every job of the batch.
+        untouched: the commit releases them for the next claim. A crash rolls back the locks
+        of the whole batch, and the next claim of each of its jobs counts a death.
         """
         connection = connections[self.using]
         results: list[RunResult] = []
@@ -552,9 +598,6 @@ class Queue:
                     job, refusal, give_up=True, error_text=str(refusal), in_batch=True
                 )
                 results.append((job, None, refusal))
-        started_ids = [job.id for job in runnable]
-        if self.has_crash_accounting and started_ids:
-            self.start_recorder.record(started_ids, solo=False, worker=self.worker_name)
         done_ids: list[int] = []
         with connection.cursor() as cursor:
             for n, job in enumerate(runnable):
@@ -574,9 +617,9 @@ class Queue:
                 sql.render(sql.FINISH_BATCH, self.job_table),
                 {
                     "done_ids": done_ids,
-                    # The refused jobs' starts too: their failure is final, and a lone
-                    # claim's refusal forgets them as well (_put_back).
-                    "started_ids": [job.id for job in jobs]
+                    # Only jobs with a start record have one to forget (the refused ones
+                    # too: their failure is final, as a lone claim's refusal in _put_back).
+                    "started_ids": [job.id for job in jobs if job.starts > 0]
                     if self.has_crash_accounting
                     else [],
                 },

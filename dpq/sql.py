@@ -23,28 +23,58 @@ _JOB_COLUMNS = "id, created_at, execute_at, priority, task, args::text, queue, a
 
 # --- Claim and run -----------------------------------------------------------------------
 
-# Claim up to %(limit)s of the best ready jobs of one queue and delete them, returning each
-# with its start counts (crash accounting; 0 when it never started). The row locks last until
-# the caller's transaction ends; SKIP LOCKED passes over rows other workers hold instead of
-# waiting for them. ARRAY(...) makes the choice an InitPlan, so the DELETE is a primary-key
-# lookup and the choice walks dpq_job_claim_idx in order: no Sort, no Seq Scan. The start
-# counts are two primary-key probes of the start table in RETURNING (cheaper to plan than a
-# join); rows come back in no particular order, so callers sort them.
+# Crash accounting without a write per job. A claim that dies with its worker is rolled back,
+# but the row keeps the dead transaction's id in xmax (the lock it took) until another
+# transaction locks or changes it. The next claim reads xmax as it locks the row (FOR UPDATE
+# returns the values from before its own lock) and asks the commit log whether that
+# transaction aborted: if so, and the job's start record has not already counted it, the job
+# was running when its worker died. This expression gives that transaction's 64-bit id, or
+# NULL. {held_by} is the 32-bit xmax as bigint, {counted} the start record's claim_xid; xmax
+# precedes our own transaction, so its epoch is ours or the one before. A rolled-back lock
+# taken by other code counts too (the job then runs alone once): see README, crash accounting.
+_DIED_WITH_CLAIM = """
+        (SELECT CASE WHEN txid_status(held) = 'aborted' THEN NULLIF(held, {counted}) END
+         FROM (SELECT GREATEST(0, txid_current()
+                   - ((txid_current() - {held_by}) %% 4294967296 + 4294967296) %% 4294967296)
+               ) AS x(held)
+         WHERE {held_by} <> 0)"""
+
+# What every claim returns after the job columns (BaseJob.from_claim_row): the start counts
+# (0 when the job never started), the id of a claim that died with its worker and is not
+# counted yet (see above), and this transaction's id (a start record names the claim it
+# counted). {held_by} is the column with the row's xmax from before the lock.
+_CLAIM_EXTRA_COLUMNS = (
+    """COALESCE(s.starts, 0), COALESCE(s.solo_starts, 0),"""
+    + _DIED_WITH_CLAIM.format(held_by="{held_by}", counted="s.claim_xid")
+    + """,
+        txid_current()"""
+)
+
+# Claim up to %(limit)s of the best ready jobs of one queue and delete them. The row locks
+# last until the caller's transaction ends; SKIP LOCKED passes over rows other workers hold
+# instead of waiting for them. The choice walks dpq_job_claim_idx in order (no Sort, no Seq
+# Scan); ARRAY(...) makes it an InitPlan, so the DELETE is a primary-key lookup. Rows come
+# back in no particular order, so callers sort them.
 CLAIM_JOBS = (
     """
-    DELETE FROM {job_table} AS j WHERE id = ANY(ARRAY(
-        SELECT id FROM {job_table}
+    WITH picked AS MATERIALIZED (
+        SELECT id, xmax::text::bigint AS held_by FROM {job_table}
         WHERE queue = %(queue)s AND failed_at IS NULL AND execute_at <= now()
           AND id <> ALL(%(exclude_ids)s::bigint[])
         ORDER BY priority DESC, execute_at, id
         FOR UPDATE SKIP LOCKED
         LIMIT %(limit)s
-    ))
-    RETURNING """
+    ), claimed AS (
+        DELETE FROM {job_table} WHERE id = ANY(ARRAY(SELECT id FROM picked))
+        RETURNING """
     + _JOB_COLUMNS
-    + """,
-        COALESCE((SELECT s.starts FROM {start_table} s WHERE s.job_id = j.id), 0),
-        COALESCE((SELECT s.solo_starts FROM {start_table} s WHERE s.job_id = j.id), 0)
+    + """
+    )
+    SELECT claimed.*, """
+    + _CLAIM_EXTRA_COLUMNS.format(held_by="p.held_by")
+    + """
+    FROM claimed JOIN picked p ON p.id = claimed.id
+    LEFT JOIN {start_table} s ON s.job_id = claimed.id
 """
 )
 
@@ -52,18 +82,21 @@ CLAIM_JOBS = (
 # CLAIM_JOBS does: deleted, locked until commit, rows others hold skipped.
 CLAIM_JOBS_BY_ID = (
     """
-    WITH claimed AS (
-        DELETE FROM {job_table} WHERE id = ANY(ARRAY(
-            SELECT id FROM {job_table}
-            WHERE id = ANY(%(ids)s::bigint[]) AND failed_at IS NULL
-            FOR UPDATE SKIP LOCKED
-        ))
+    WITH picked AS MATERIALIZED (
+        SELECT id, xmax::text::bigint AS held_by FROM {job_table}
+        WHERE id = ANY(%(ids)s::bigint[]) AND failed_at IS NULL
+        FOR UPDATE SKIP LOCKED
+    ), claimed AS (
+        DELETE FROM {job_table} WHERE id = ANY(ARRAY(SELECT id FROM picked))
         RETURNING """
     + _JOB_COLUMNS
     + """
     )
-    SELECT claimed.*, COALESCE(s.starts, 0), COALESCE(s.solo_starts, 0)
-    FROM claimed LEFT JOIN {start_table} s ON s.job_id = claimed.id
+    SELECT claimed.*, """
+    + _CLAIM_EXTRA_COLUMNS.format(held_by="p.held_by")
+    + """
+    FROM claimed JOIN picked p ON p.id = claimed.id
+    LEFT JOIN {start_table} s ON s.job_id = claimed.id
 """
 )
 
@@ -72,11 +105,15 @@ CLAIM_JOBS_BY_ID = (
 # rest. Same index walk as CLAIM_JOBS.
 LOCK_JOBS = (
     """
-    SELECT j.*, COALESCE(s.starts, 0), COALESCE(s.solo_starts, 0)
+    SELECT """
+    + _JOB_COLUMNS.replace("args::text", "args")
+    + """, """
+    + _CLAIM_EXTRA_COLUMNS.format(held_by="j.held_by")
+    + """
     FROM (
         SELECT """
     + _JOB_COLUMNS
-    + """ FROM {job_table}
+    + """, xmax::text::bigint AS held_by FROM {job_table}
         WHERE queue = %(queue)s AND failed_at IS NULL AND execute_at <= now()
         ORDER BY priority DESC, execute_at, id
         FOR UPDATE SKIP LOCKED
@@ -108,6 +145,12 @@ RECORD_JOB_FAILURE = """
     WHERE id = %(id)s
 """
 
+# The worker's transaction around a claim (dpq.transactions.JobTransaction) sends these itself,
+# each with a neighbouring statement: BEGIN with the claim, COMMIT with the release.
+BEGIN_TRANSACTION = "BEGIN"
+COMMIT_TRANSACTION = "COMMIT"
+ROLLBACK_TRANSACTION = "ROLLBACK"
+
 # The savepoint a task runs in. The name is reused: in a batch, releasing the previous job's
 # savepoint and opening the next one is a single round trip.
 OPEN_JOB_SAVEPOINT = "SAVEPOINT dpq_job"
@@ -136,18 +179,25 @@ CHECK_DUE_JOBS = """
             ORDER BY execute_at LIMIT 1)
 """
 
-# Count a start of each job before its task runs (crash accounting). Runs on its own
-# connection in autocommit with synchronous_commit off, so it is committed (and survives the
-# claim's rollback if the process dies) without waiting for a WAL flush.
+# Count starts before the tasks run (crash accounting), one row per job: %(starts)s and
+# %(solo)s are the starts to add (a solo start, or a death the claim found, or 0 when only
+# %(claim_xids)s moves on), %(claim_xids)s the claim transaction each record now accounts for
+# (a later claim that finds it dead does not count it again). Runs on its own connection in
+# autocommit with synchronous_commit off, so it is committed (and survives the claim's
+# rollback if the process dies) without waiting for a WAL flush.
 RECORD_JOB_STARTS = """
-    INSERT INTO {start_table} AS s (job_id, starts, solo_starts, started_at, worker)
-    SELECT job_id, 1, %(solo)s::int, now(), %(worker)s
-    FROM unnest(%(ids)s::bigint[]) AS job_id
+    INSERT INTO {start_table} AS s
+        (job_id, starts, solo_starts, started_at, worker, claim_xid)
+    SELECT job_id, starts, solo, now(), %(worker)s, claim_xid
+    FROM unnest(%(ids)s::bigint[], %(starts)s::int[], %(solo)s::int[],
+                %(claim_xids)s::bigint[]) AS t(job_id, starts, solo, claim_xid)
     ON CONFLICT (job_id) DO UPDATE
-        SET starts = s.starts + 1,
+        SET starts = s.starts + EXCLUDED.starts,
             solo_starts = s.solo_starts + EXCLUDED.solo_starts,
-            started_at = EXCLUDED.started_at,
-            worker = EXCLUDED.worker
+            started_at = CASE WHEN EXCLUDED.starts > 0 THEN EXCLUDED.started_at
+                              ELSE s.started_at END,
+            worker = CASE WHEN EXCLUDED.starts > 0 THEN EXCLUDED.worker ELSE s.worker END,
+            claim_xid = EXCLUDED.claim_xid
 """
 
 # Forget the starts of jobs whose run finished (success or recorded failure). Runs inside the

@@ -1,9 +1,11 @@
 """Crash accounting: job starts committed on a connection of their own.
 
-A start is written and committed before the task runs, on a connection that is not the
-claim's, so it survives the claim's rollback when the process dies. The claim transaction
-deletes it when the run ends; a start record that outlives its run means the worker died
-while running the job (see Queue.process_job and the worker's solo rule).
+A start record is written and committed on a connection that is not the claim's, so it
+survives the claim's rollback when the process dies; the claim transaction deletes it when the
+run ends. Two kinds of start are written: a solo start, before a task runs alone, and a death
+that a claim found (an earlier claim of the job that rolled back with its worker: see
+dpq.sql._DIED_WITH_CLAIM). A start beside other jobs is not written at all; if the worker dies,
+the next claim finds out. See Queue.process_job and the worker's solo rule.
 """
 
 from __future__ import annotations
@@ -22,10 +24,19 @@ from dpq import sql
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class StartCount:
+    """Starts to add to one job's record, and the claim transaction it now accounts for."""
+
+    job_id: int
+    starts: int
+    solo_starts: int
+    claim_xid: int | None
+
+
 @dataclass
 class _PendingStart:
-    job_ids: list[int]
-    solo: bool
+    counts: list[StartCount]
     done: bool = False
     error: BaseException | None = None
 
@@ -60,9 +71,9 @@ class StartRecorder:
             )
         return raw
 
-    def record(self, job_ids: list[int], *, solo: bool, worker: str) -> None:
-        """Count a start of each job; committed before this returns."""
-        mine = _PendingStart(job_ids, solo)
+    def record(self, counts: list[StartCount], *, worker: str) -> None:
+        """Add the starts to the jobs' records; committed before this returns."""
+        mine = _PendingStart(counts)
         with self._pending_lock:
             self._pending.append(mine)
         with self._lock:
@@ -74,18 +85,20 @@ class StartRecorder:
             raise mine.error
 
     def _write(self, waiting: list[_PendingStart], worker: str) -> None:
-        """Write the waiting starts, solo and shared ones apart (with the lock held)."""
-        statement = sql.render(sql.RECORD_JOB_STARTS)
-        for solo in (False, True):
-            group = [p for p in waiting if p.solo is solo]
-            if not group:
-                continue
-            ids = [job_id for p in group for job_id in p.job_ids]
-            try:
-                self._execute(statement, {"ids": ids, "solo": solo, "worker": worker})
-            except psycopg2.Error as exc:
-                for pending in group:
-                    pending.error = exc
+        """Write every waiting count in one statement (with the lock held)."""
+        counts = [count for pending in waiting for count in pending.counts]
+        params = {
+            "ids": [c.job_id for c in counts],
+            "starts": [c.starts for c in counts],
+            "solo": [c.solo_starts for c in counts],
+            "claim_xids": [c.claim_xid for c in counts],
+            "worker": worker,
+        }
+        try:
+            self._execute(sql.render(sql.RECORD_JOB_STARTS), params)
+        except psycopg2.Error as exc:
+            for pending in waiting:
+                pending.error = exc
         for pending in waiting:
             pending.done = True
 

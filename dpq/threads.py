@@ -25,6 +25,7 @@ from django.db import (
 )
 
 from dpq import sql
+from dpq.transactions import JobTransaction
 
 if TYPE_CHECKING:
     from dpq.models import BaseJob
@@ -163,7 +164,8 @@ class WorkerThread(threading.Thread):
                 pool.gate.release_shared()
             return True
         suspect = None
-        with transaction.atomic(using=queue.using):
+        # transaction.atomic(), with BEGIN sent with the claim and COMMIT with the release.
+        with JobTransaction(queue.using):
             pool.gate.acquire_shared()
             try:
                 jobs = queue.claim()
@@ -176,6 +178,7 @@ class WorkerThread(threading.Thread):
                     # it open: an idle transaction holds back vacuum, and
                     # idle_in_transaction_session_timeout would end it, charging the
                     # suspect a crash it never had.
+                    queue.give_back(job)
                     transaction.set_rollback(True, using=queue.using)
                     suspect = job
                 else:

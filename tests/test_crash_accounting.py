@@ -11,14 +11,15 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
-from dpq import exceptions
+from dpq import exceptions, sql
 from dpq.models import Job, JobStart
 from dpq.queue import AtLeastOnceQueue
 from dpq.retry import FixedBackoff
 from tests import tasks
-from tests.conftest import child_env, current_database_url
+from tests.conftest import child_env, current_database_url, wait_until
 from tests.testapp.models import Effect
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,6 +67,8 @@ def test_job_that_kills_its_worker_is_failed_after_crash_limit_deaths(accounted_
     assert row.id == poison.id
     assert row.failed_at is not None
     assert "the worker died 3 times" in row.last_error
+    # Each death was counted once: by its solo start, not again by the next claim.
+    assert "3 starts in all" in row.last_error
     assert sorted(Effect.objects.values_list("job_id", flat=True)) == sorted(
         before + after
     )
@@ -164,6 +167,87 @@ def test_starts_beside_other_jobs_do_not_count_towards_crash_limit(accounted_que
     assert exc is None
     assert Effect.objects.get().job_id == job.id
     assert not JobStart.objects.filter(job_id=job.id).exists()
+
+
+def claim_and_die() -> int:
+    """Claim the best job on a session of its own, then end that session: a worker's death.
+
+    Returns the dead claim's transaction id.
+    """
+    raw = psycopg2.connect(current_database_url())
+    with raw.cursor() as cursor:
+        cursor.execute(
+            sql.render(sql.CLAIM_JOBS),
+            {"queue": "default", "exclude_ids": [], "limit": 1},
+        )
+        assert cursor.fetchone() is not None
+        cursor.execute("SELECT txid_current(), pg_backend_pid()")
+        xid, pid = cursor.fetchone()
+    killer = psycopg2.connect(current_database_url())
+    killer.autocommit = True
+    with killer.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+        def gone() -> bool:
+            cursor.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid])
+            return cursor.fetchone() is None
+
+        wait_until(gone)
+    killer.close()
+    raw.close()
+    return xid
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_that_died_with_its_session_counts_one_start(accounted_queue):
+    job = accounted_queue.enqueue("record")
+    dead = claim_and_die()
+
+    with transaction.atomic():
+        (claimed,) = accounted_queue.claim()
+        # Counted and committed before the job can run again.
+        record = JobStart.objects.get(job_id=job.id)
+        assert (claimed.id, claimed.starts, claimed.solo_starts) == (job.id, 1, 0)
+        assert (record.starts, record.solo_starts, record.claim_xid) == (1, 0, dead)
+        accounted_queue.process_job(claimed, solo=False)
+
+    assert Effect.objects.get().job_id == job.id
+    assert not JobStart.objects.filter(job_id=job.id).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_given_back_on_purpose_is_not_counted_as_a_death(accounted_queue):
+    job = accounted_queue.enqueue("record")
+    claim_and_die()
+    with transaction.atomic():
+        (claimed,) = accounted_queue.claim()
+        accounted_queue.give_back(claimed)
+        transaction.set_rollback(True)
+
+    with transaction.atomic():
+        (again,) = accounted_queue.claim()
+        transaction.set_rollback(True)
+
+    assert (again.id, again.starts) == (job.id, 1)
+    assert JobStart.objects.get(job_id=job.id).starts == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_start_beside_other_jobs_writes_nothing_and_a_solo_start_is_written(
+    accounted_queue,
+):
+    shared = accounted_queue.enqueue("record_starts")
+    solo = accounted_queue.enqueue("record_starts")
+
+    for expected_id, alone in ((shared.id, False), (solo.id, True)):
+        with transaction.atomic():
+            (job,) = accounted_queue.claim()
+            assert job.id == expected_id
+            accounted_queue.process_job(job, solo=alone)
+
+    notes = dict(Effect.objects.values_list("job_id", "note"))
+    assert notes == {shared.id: "0", solo.id: "1"}
+    assert not JobStart.objects.exists()
 
 
 @pytest.fixture

@@ -162,3 +162,13 @@ def fetch(query: str, params: list | tuple = ()) -> list[tuple]:
 
 def scalar(query: str, params: list | tuple = ()) -> object:
     return fetch(query, params)[0][0]
+
+
+def claimed_when_the_worker_died() -> set[int]:
+    """Ids of queued jobs whose row still carries the lock of a claim that rolled back.
+
+    A claim's DELETE leaves its transaction id in the row's xmax; when the claim dies with
+    its worker the row is back, xmax kept, until the next claim locks it.
+    """
+    rows = fetch("SELECT id FROM dpq_job WHERE xmax::text <> '0'")
+    return {row[0] for row in rows}

@@ -11,6 +11,7 @@ from dpq.models import Job, JobStart
 from tests.conftest import wait_until
 from tests.queues import queue, worker_queue
 from tests.testapp.models import Effect
+from tests.worker.conftest import claimed_when_the_worker_died
 
 JOBS = 1500
 KILLS = 20
@@ -79,11 +80,7 @@ def test_poison_job_fails_after_crash_limit_solo_starts_and_spares_its_neighbour
         assert worker.popen.returncode == -signal.SIGKILL, worker.log[-3000:]
         deaths += 1
         if deaths == 1:
-            beside_poison = set(
-                JobStart.objects.exclude(job_id=poison_id).values_list(
-                    "job_id", flat=True
-                )
-            )
+            beside_poison = claimed_when_the_worker_died() - {poison_id}
     wait_until(lambda: Effect.objects.count() == len(neighbour_ids), 60)
 
     assert beside_poison, "no job ran beside the poison job: nothing was tested"

@@ -12,18 +12,28 @@ from tests.worker.conftest import HOST
 
 
 @pytest.mark.django_db(transaction=True)
-def test_threads_open_one_connection_each_plus_listen_and_starts(worker_process):
+def test_threads_open_one_connection_each_plus_listen(worker_process):
     job = queue.enqueue("record")
     worker = worker_process(threads=4)
 
     wait_until(lambda: Effect.objects.filter(job_id=job.id).exists())
     prefix = f"dpq:default:{HOST}:{worker.pid}"
-    expected = {f"{prefix}:t{n}" for n in range(1, 5)} | {
-        f"{prefix}:listen",
-        f"{prefix}:starts",
-    }
+    expected = {f"{prefix}:t{n}" for n in range(1, 5)} | {f"{prefix}:listen"}
     wait_until(lambda: set(worker.connections()) == expected)
-    assert len(set(worker.connections().values())) == 4 + 2
+    assert len(set(worker.connections().values())) == 4 + 1
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_single_thread_opens_the_crash_accounting_connection(worker_process):
+    # Every start of a one-thread worker runs alone, so each is recorded before it runs.
+    job = queue.enqueue("record")
+    worker = worker_process(threads=1)
+
+    wait_until(lambda: Effect.objects.filter(job_id=job.id).exists())
+    prefix = f"dpq:default:{HOST}:{worker.pid}"
+    expected = {f"{prefix}:t1", f"{prefix}:listen", f"{prefix}:starts"}
+    wait_until(lambda: set(worker.connections()) == expected)
 
 
 @pytest.mark.slow

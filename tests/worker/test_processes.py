@@ -195,7 +195,8 @@ def test_a_running_jobs_start_record_names_its_worker_process(supervisor, tmp_pa
     job = worker_queue.enqueue(
         "wait_for_file", {"started": str(started), "release": str(release)}
     )
-    process = supervisor()
+    # One thread per child: every start runs alone, so each is recorded before it runs.
+    process = supervisor(threads=1)
     wait_until(started.exists)
 
     worker = JobStart.objects.get(job_id=job.id).worker

@@ -1,0 +1,196 @@
+"""JobTransaction behaves as transaction.atomic() does, with BEGIN and COMMIT sent by itself."""
+
+from __future__ import annotations
+
+import contextlib
+
+import psycopg2
+import pytest
+from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db.transaction import TransactionManagementError
+
+from dpq import sql, transactions
+from dpq.transactions import JobTransaction
+from tests.testapp.models import Effect
+
+
+def committed_effects(other_connection) -> set[int]:
+    """Job ids of the Effects another session sees: what is committed."""
+    other_connection.rollback()
+    with other_connection.cursor() as cursor:
+        cursor.execute("SELECT job_id FROM testapp_effect")
+        return {row[0] for row in cursor.fetchall()}
+
+
+def assert_connection_at_rest() -> None:
+    assert connection.get_autocommit()
+    assert not connection.in_atomic_block
+    assert connection.connection.autocommit
+    assert transactions.current("default") is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_writes_commit_at_the_end_and_not_before(other_connection):
+    with JobTransaction("default"):
+        Effect.objects.create(job_id=1)
+        Effect.objects.create(job_id=2)
+        assert committed_effects(other_connection) == set()
+
+    assert committed_effects(other_connection) == {1, 2}
+    assert_connection_at_rest()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_exception_rolls_everything_back_and_propagates(other_connection):
+    with pytest.raises(ZeroDivisionError), JobTransaction("default"):
+        Effect.objects.create(job_id=1)
+        1 / 0  # noqa: B018
+
+    assert committed_effects(other_connection) == set()
+    assert_connection_at_rest()
+    Effect.objects.create(job_id=2)  # the connection is usable
+    assert committed_effects(other_connection) == {2}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_set_rollback_rolls_back(other_connection):
+    with JobTransaction("default"):
+        Effect.objects.create(job_id=1)
+        transaction.set_rollback(True)
+
+    assert committed_effects(other_connection) == set()
+    assert_connection_at_rest()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_nested_atomic_is_a_savepoint(other_connection):
+    with JobTransaction("default"):
+        Effect.objects.create(job_id=1)
+        with pytest.raises(IntegrityError), transaction.atomic():
+            Effect.objects.create(job_id=1)
+        Effect.objects.create(job_id=2)
+
+    assert committed_effects(other_connection) == {1, 2}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_commit_runs_after_the_commit_and_not_after_a_rollback(other_connection):
+    calls = []
+    with JobTransaction("default"):
+        Effect.objects.create(job_id=1)
+        transaction.on_commit(lambda: calls.append(committed_effects(other_connection)))
+        with pytest.raises(ZeroDivisionError), transaction.atomic():
+            transaction.on_commit(lambda: calls.append("dropped with its savepoint"))
+            1 / 0  # noqa: B018
+        assert calls == []
+    assert calls == [{1}]
+
+    with pytest.raises(ZeroDivisionError), JobTransaction("default"):
+        Effect.objects.create(job_id=2)
+        transaction.on_commit(lambda: calls.append("rolled back"))
+        1 / 0  # noqa: B018
+    assert calls == [{1}]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_commit_inside_and_a_nested_durable_block_are_refused():
+    with JobTransaction("default"):
+        with pytest.raises(TransactionManagementError):
+            transaction.commit()
+        with pytest.raises(TransactionManagementError):
+            transaction.set_autocommit(True)
+        with (
+            pytest.raises(RuntimeError, match="durable"),
+            transaction.atomic(durable=True),
+        ):
+            pass
+    assert_connection_at_rest()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_deferred_statement_is_sent_with_the_commit_and_dropped_on_rollback(
+    other_connection,
+):
+    insert = "INSERT INTO testapp_effect (job_id, note) VALUES (%(id)s, '')"
+    with JobTransaction("default") as job_transaction:
+        Effect.objects.create(job_id=1)
+        job_transaction.defer(insert, {"id": 2})
+        assert committed_effects(other_connection) == set()
+        assert not Effect.objects.filter(job_id=2).exists()  # not sent yet
+    assert committed_effects(other_connection) == {1, 2}
+
+    with JobTransaction("default") as job_transaction:
+        Effect.objects.create(job_id=3)
+        job_transaction.defer(insert, {"id": 4})
+        transaction.set_rollback(True)
+    assert committed_effects(other_connection) == {1, 2}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_deferred_statement_rolls_back_and_raises(other_connection):
+    with pytest.raises(IntegrityError), JobTransaction("default") as job_transaction:
+        Effect.objects.create(job_id=1)
+        job_transaction.defer(
+            "INSERT INTO testapp_effect (job_id, note) VALUES (%(id)s, '')", {"id": 1}
+        )
+
+    assert committed_effects(other_connection) == set()
+    assert_connection_at_rest()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_error_caught_without_a_savepoint_fails_the_commit(other_connection):
+    with pytest.raises(DatabaseError, match="rolled back at commit"):
+        with JobTransaction("default"):
+            Effect.objects.create(job_id=1)
+            # A raw cursor: Django would otherwise refuse the next statement itself.
+            with connection.connection.cursor() as cursor:
+                with contextlib.suppress(psycopg2.errors.DivisionByZero):
+                    cursor.execute("SELECT 1 / 0")
+
+    assert committed_effects(other_connection) == set()
+    assert_connection_at_rest()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_inside_an_open_transaction_it_is_a_savepoint(other_connection):
+    with transaction.atomic():
+        Effect.objects.create(job_id=1)
+        with JobTransaction("default") as job_transaction:
+            assert transactions.current("default") is None
+            job_transaction.defer(
+                "INSERT INTO testapp_effect (job_id, note) VALUES (%(id)s, '')",
+                {"id": 2},
+            )
+            assert Effect.objects.filter(job_id=2).exists()  # sent at once
+            transaction.set_rollback(True)
+        assert committed_effects(other_connection) == set()
+        assert Effect.objects.filter(job_id=1).exists()
+    assert committed_effects(other_connection) == {1}
+
+
+def spy(sent: list[str]):
+    def wrapper(execute, statement, params, many, context):
+        sent.append(statement)
+        return execute(statement, params, many, context)
+
+    return connection.execute_wrapper(wrapper)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_begin_travels_with_the_first_statement_and_commit_with_the_deferred_one():
+    outer: list[str] = []
+    inner: list[str] = []
+
+    # A spy entered inside the job transaction sees what reaches the driver; one entered
+    # outside sees the statements as sent, and the commit (sent once the inner one is gone).
+    with spy(outer), JobTransaction("default") as job_transaction, spy(inner):
+        Effect.objects.create(job_id=1)
+        Effect.objects.create(job_id=2)
+        job_transaction.defer("SELECT 1")
+
+    assert len(inner) == 2
+    assert inner[0].startswith(f"{sql.BEGIN_TRANSACTION}; INSERT INTO")
+    assert inner[1].startswith("INSERT INTO")
+    assert outer[2:] == [f"SELECT 1; {sql.COMMIT_TRANSACTION}"]
+    assert Effect.objects.count() == 2
