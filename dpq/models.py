@@ -215,9 +215,9 @@ class BaseJob(models.Model):
         job.claimed_args = row[5] if isinstance(row[5], str) else json.dumps(row[5])
         job.starts = row[10] if len(row) > 10 else 0
         job.solo_starts = row[11] if len(row) > 11 else 0
-        # A claim of this job that died with its worker and is not counted yet (its
-        # transaction id), and this claim's own transaction id: see sql._DIED_WITH_CLAIM.
-        job.died_claim_xid = row[12] if len(row) > 12 else None
+        # The row's xmax before this claim locked it, and this claim's transaction id: see
+        # sql.FIND_DEAD_CLAIMS.
+        job.held_by = row[12] if len(row) > 12 else 0
         job.claim_xid = row[13] if len(row) > 13 else None
         return job
 
@@ -259,7 +259,7 @@ class JobStart(models.Model):
     Written on a separate connection, so it survives the claim transaction's rollback when
     the process dies; deleted inside the claim transaction when the run finishes. A start
     that shared its worker with other jobs is not written at all: its death is found by the
-    next claim (see dpq.sql._DIED_WITH_CLAIM). No foreign key to the job: it would wait on
+    next claim (see dpq.sql.FIND_DEAD_CLAIMS). No foreign key to the job: it would wait on
     the claim's row lock.
     """
 

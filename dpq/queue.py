@@ -551,12 +551,23 @@ class Queue:
         now: this claim's lock replaces the evidence, and this run may die too.
         """
         jobs = [self.job_model.from_claim_row(row) for row in rows]
-        if not self.has_crash_accounting:
+        held = [job for job in jobs if job.held_by]
+        if not held or not self.has_crash_accounting:
             return jobs
-        deaths = [job for job in jobs if job.died_claim_xid is not None]
+        dead = dict(
+            sql.fetch_all(
+                self.using,
+                sql.FIND_DEAD_CLAIMS,
+                {
+                    "ids": [job.id for job in held],
+                    "held_by": [job.held_by for job in held],
+                },
+            )
+        )
+        deaths = [job for job in held if job.id in dead]
         if deaths:
             self.start_recorder.record(
-                [StartCount(job.id, 1, 0, job.died_claim_xid) for job in deaths],
+                [StartCount(job.id, 1, 0, dead[job.id]) for job in deaths],
                 worker=self.worker_name,
             )
             for job in deaths:

@@ -23,38 +23,22 @@ _JOB_COLUMNS = "id, created_at, execute_at, priority, task, args::text, queue, a
 
 # --- Claim and run -----------------------------------------------------------------------
 
-# Crash accounting without a write per job. A claim that dies with its worker is rolled back,
-# but the row keeps the dead transaction's id in xmax (the lock it took) until another
-# transaction locks or changes it. The next claim reads xmax as it locks the row (FOR UPDATE
-# returns the values from before its own lock) and asks the commit log whether that
-# transaction aborted: if so, and the job's start record has not already counted it, the job
-# was running when its worker died. This expression gives that transaction's 64-bit id, or
-# NULL. {held_by} is the 32-bit xmax as bigint, {counted} the start record's claim_xid; xmax
-# precedes our own transaction, so its epoch is ours or the one before. A rolled-back lock
-# taken by other code counts too (the job then runs alone once): see README, crash accounting.
-_DIED_WITH_CLAIM = """
-        (SELECT CASE WHEN txid_status(held) = 'aborted' THEN NULLIF(held, {counted}) END
-         FROM (SELECT GREATEST(0, txid_current()
-                   - ((txid_current() - {held_by}) %% 4294967296 + 4294967296) %% 4294967296)
-               ) AS x(held)
-         WHERE {held_by} <> 0)"""
-
 # What every claim returns after the job columns (BaseJob.from_claim_row): the start counts
-# (0 when the job never started), the id of a claim that died with its worker and is not
-# counted yet (see above), and this transaction's id (a start record names the claim it
-# counted). {held_by} is the column with the row's xmax from before the lock.
-_CLAIM_EXTRA_COLUMNS = (
-    """COALESCE(s.starts, 0), COALESCE(s.solo_starts, 0),"""
-    + _DIED_WITH_CLAIM.format(held_by="{held_by}", counted="s.claim_xid")
-    + """,
+# (crash accounting; 0 when the job never started), the row's xmax from before this claim
+# locked it (see FIND_DEAD_CLAIMS; FOR UPDATE returns the values from before its own lock),
+# and this transaction's id (a start record names the claim it has counted).
+_CLAIM_EXTRA_COLUMNS = """
+        COALESCE((SELECT s.starts FROM {start_table} s WHERE s.job_id = j.id), 0),
+        COALESCE((SELECT s.solo_starts FROM {start_table} s WHERE s.job_id = j.id), 0),
+        {held_by},
         txid_current()"""
-)
 
 # Claim up to %(limit)s of the best ready jobs of one queue and delete them. The row locks
 # last until the caller's transaction ends; SKIP LOCKED passes over rows other workers hold
 # instead of waiting for them. The choice walks dpq_job_claim_idx in order (no Sort, no Seq
-# Scan); ARRAY(...) makes it an InitPlan, so the DELETE is a primary-key lookup. Rows come
-# back in no particular order, so callers sort them.
+# Scan); ARRAY(...) makes it an InitPlan, so the DELETE is a primary-key lookup. The extra
+# columns are primary-key probes in RETURNING (cheaper to plan than joins). Rows come back in
+# no particular order, so callers sort them.
 CLAIM_JOBS = (
     """
     WITH picked AS MATERIALIZED (
@@ -64,18 +48,14 @@ CLAIM_JOBS = (
         ORDER BY priority DESC, execute_at, id
         FOR UPDATE SKIP LOCKED
         LIMIT %(limit)s
-    ), claimed AS (
-        DELETE FROM {job_table} WHERE id = ANY(ARRAY(SELECT id FROM picked))
-        RETURNING """
-    + _JOB_COLUMNS
-    + """
     )
-    SELECT claimed.*, """
-    + _CLAIM_EXTRA_COLUMNS.format(held_by="p.held_by")
-    + """
-    FROM claimed JOIN picked p ON p.id = claimed.id
-    LEFT JOIN {start_table} s ON s.job_id = claimed.id
-"""
+    DELETE FROM {job_table} AS j WHERE id = ANY(ARRAY(SELECT id FROM picked))
+    RETURNING """
+    + _JOB_COLUMNS
+    + ","
+    + _CLAIM_EXTRA_COLUMNS.replace(
+        "{held_by}", "(SELECT p.held_by FROM picked p WHERE p.id = j.id)"
+    )
 )
 
 # Claim given jobs by id (a batch's suspects, run alone after the batch commits), as
@@ -86,29 +66,44 @@ CLAIM_JOBS_BY_ID = (
         SELECT id, xmax::text::bigint AS held_by FROM {job_table}
         WHERE id = ANY(%(ids)s::bigint[]) AND failed_at IS NULL
         FOR UPDATE SKIP LOCKED
-    ), claimed AS (
-        DELETE FROM {job_table} WHERE id = ANY(ARRAY(SELECT id FROM picked))
-        RETURNING """
-    + _JOB_COLUMNS
-    + """
     )
-    SELECT claimed.*, """
-    + _CLAIM_EXTRA_COLUMNS.format(held_by="p.held_by")
-    + """
-    FROM claimed JOIN picked p ON p.id = claimed.id
-    LEFT JOIN {start_table} s ON s.job_id = claimed.id
-"""
+    DELETE FROM {job_table} AS j WHERE id = ANY(ARRAY(SELECT id FROM picked))
+    RETURNING """
+    + _JOB_COLUMNS
+    + ","
+    + _CLAIM_EXTRA_COLUMNS.replace(
+        "{held_by}", "(SELECT p.held_by FROM picked p WHERE p.id = j.id)"
+    )
 )
+
+# Crash accounting without a write per job. A claim that dies with its worker is rolled back,
+# but the row keeps the dead transaction's id in xmax (the lock it took), marked aborted in
+# the commit log, until another transaction locks or changes the row. A claim returns that
+# xmax; for the rows where it is not 0 (rare: a fresh or put-back row has none), this asks
+# whether the transaction rolled back and whether the start record already counted it, and
+# returns the dead claim's 64-bit transaction id for each death not counted yet. xmax is 32
+# bits; it precedes our own transaction, so its epoch is ours or the one before. Runs in the
+# claim's transaction. Any lock that rolled back counts (the job then runs alone once).
+FIND_DEAD_CLAIMS = """
+    SELECT t.job_id, x.held
+    FROM unnest(%(ids)s::bigint[], %(held_by)s::bigint[]) AS t(job_id, held_by)
+    CROSS JOIN LATERAL (
+        SELECT GREATEST(0, txid_current()
+            - ((txid_current() - t.held_by) %% 4294967296 + 4294967296) %% 4294967296)
+    ) AS x(held)
+    LEFT JOIN {start_table} s ON s.job_id = t.job_id
+    WHERE t.held_by <> 0 AND txid_status(x.held) = 'aborted'
+      AND x.held IS DISTINCT FROM s.claim_xid
+"""
 
 # Lock (not delete) up to %(limit)s of the best ready jobs for a batch (--batch). Each runs in
 # its own savepoint; FINISH_BATCH deletes those that succeeded, and the commit releases the
 # rest. Same index walk as CLAIM_JOBS.
 LOCK_JOBS = (
     """
-    SELECT """
-    + _JOB_COLUMNS.replace("args::text", "args")
-    + """, """
-    + _CLAIM_EXTRA_COLUMNS.format(held_by="j.held_by")
+    SELECT j.id, j.created_at, j.execute_at, j.priority, j.task, j.args, j.queue, j.attempts,
+           j.last_error, j.failed_at,"""
+    + _CLAIM_EXTRA_COLUMNS.replace("{held_by}", "j.held_by")
     + """
     FROM (
         SELECT """
@@ -118,7 +113,7 @@ LOCK_JOBS = (
         ORDER BY priority DESC, execute_at, id
         FOR UPDATE SKIP LOCKED
         LIMIT %(limit)s
-    ) j LEFT JOIN {start_table} s ON s.job_id = j.id
+    ) j
     ORDER BY j.priority DESC, j.execute_at, j.id
 """
 )

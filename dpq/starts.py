@@ -4,7 +4,7 @@ A start record is written and committed on a connection that is not the claim's,
 survives the claim's rollback when the process dies; the claim transaction deletes it when the
 run ends. Two kinds of start are written: a solo start, before a task runs alone, and a death
 that a claim found (an earlier claim of the job that rolled back with its worker: see
-dpq.sql._DIED_WITH_CLAIM). A start beside other jobs is not written at all; if the worker dies,
+dpq.sql.FIND_DEAD_CLAIMS). A start beside other jobs is not written at all; if the worker dies,
 the next claim finds out. See Queue.process_job and the worker's solo rule.
 """
 

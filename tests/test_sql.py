@@ -44,6 +44,7 @@ DUMMY_PARAMS = {
     "started_ids": [1, 2],
     "starts": [1, 0],
     "claim_xids": [7, None],
+    "held_by": [5, 0],
 }
 
 # Placeholders whose type depends on the statement.
