@@ -95,6 +95,8 @@ class JobTransaction:
         self._deferred.append((statement, params))
 
     def _flush(self) -> None:
+        if not self._deferred:
+            return
         deferred, self._deferred = self._deferred, []
         with connections[self.using].cursor() as cursor:
             for statement, params in deferred:
