@@ -86,8 +86,8 @@ def bad_nodes(node: dict, table: str = "dpq_job") -> list[str]:
 CLAIMS = [
     (
         "claim, 1 job",
-        sql.CLAIM_JOBS,
-        {"queue": queues.NAME, "exclude_ids": [], "limit": 1},
+        sql.CLAIM_JOB,
+        {"queue": queues.NAME, "exclude_ids": []},
     ),
     (
         "claim, 100 jobs",

@@ -187,15 +187,15 @@ class BaseJob(models.Model):
 
         rows = sql.fetch_all(
             using,
-            sql.CLAIM_JOBS,
-            {"queue": queue, "exclude_ids": _id_list(exclude_ids), "limit": 1},
+            sql.CLAIM_JOB,
+            {"queue": queue, "exclude_ids": _id_list(exclude_ids)},
             job_table=cls._meta.db_table,
         )
         return cls.from_claim_row(rows[0]) if rows else None
 
     @classmethod
     def from_claim_row(cls, row: tuple) -> BaseJob:
-        """Build a job from a row of ``sql.CLAIM_JOBS`` (job columns, then the two start counts)."""
+        """Build a job from a row of a claim in ``dpq.sql`` (job columns, then the extra ones)."""
         job = cls(
             id=row[0],
             created_at=row[1],

@@ -338,7 +338,7 @@ class Queue:
         """Claim up to ``limit`` ready jobs of this queue (deleted, locked until commit)."""
         rows = sql.fetch_all(
             self.using,
-            sql.CLAIM_JOBS,
+            sql.CLAIM_JOB if limit == 1 else sql.CLAIM_JOBS,
             {"queue": self.name, "exclude_ids": list(exclude_ids), "limit": limit},
             job_table=self.job_table,
         )

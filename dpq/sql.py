@@ -20,6 +20,7 @@ START_TABLE = "dpq_jobstart"
 # The job columns every claim returns, in the order BaseJob.from_claim_row reads them.
 # args comes back as text: Django switches off psycopg2's jsonb decoding on its connections.
 _JOB_COLUMNS = "id, created_at, execute_at, priority, task, args::text, queue, attempts, last_error, failed_at"
+_JOB_COLUMNS_OF_J = ", ".join(f"j.{column}" for column in _JOB_COLUMNS.split(", "))
 
 # --- Claim and run -----------------------------------------------------------------------
 
@@ -33,12 +34,33 @@ _CLAIM_EXTRA_COLUMNS = """
         {held_by},
         txid_current()"""
 
-# Claim up to %(limit)s of the best ready jobs of one queue and delete them. The row locks
-# last until the caller's transaction ends; SKIP LOCKED passes over rows other workers hold
-# instead of waiting for them. The choice walks dpq_job_claim_idx in order (no Sort, no Seq
-# Scan); ARRAY(...) makes it an InitPlan, so the DELETE is a primary-key lookup. The extra
-# columns are primary-key probes in RETURNING (cheaper to plan than joins). Rows come back in
-# no particular order, so callers sort them.
+# Claim the best ready job of one queue and delete it. The row lock lasts until the caller's
+# transaction ends; SKIP LOCKED passes over rows other workers hold instead of waiting for
+# them. The choice walks dpq_job_claim_idx in order (no Sort, no Seq Scan); ARRAY(...) makes
+# it an InitPlan, so the DELETE is a primary-key lookup. The extra columns are lookups in
+# RETURNING, cheaper to plan than joins for one row (this is the worker's hot path).
+CLAIM_JOB = (
+    """
+    WITH picked AS MATERIALIZED (
+        SELECT id, xmax::text::bigint AS held_by FROM {job_table}
+        WHERE queue = %(queue)s AND failed_at IS NULL AND execute_at <= now()
+          AND id <> ALL(%(exclude_ids)s::bigint[])
+        ORDER BY priority DESC, execute_at, id
+        FOR UPDATE SKIP LOCKED
+        LIMIT 1
+    )
+    DELETE FROM {job_table} AS j WHERE id = ANY(ARRAY(SELECT id FROM picked))
+    RETURNING """
+    + _JOB_COLUMNS
+    + ","
+    + _CLAIM_EXTRA_COLUMNS.replace(
+        "{held_by}", "(SELECT p.held_by FROM picked p WHERE p.id = j.id)"
+    )
+)
+
+# Claim up to %(limit)s jobs as CLAIM_JOB does, joined to the chosen rows rather than looking
+# each up in RETURNING (which grows with the square of the count). Rows come back in no
+# particular order, so callers sort them.
 CLAIM_JOBS = (
     """
     WITH picked AS MATERIALIZED (
@@ -49,13 +71,12 @@ CLAIM_JOBS = (
         FOR UPDATE SKIP LOCKED
         LIMIT %(limit)s
     )
-    DELETE FROM {job_table} AS j WHERE id = ANY(ARRAY(SELECT id FROM picked))
+    DELETE FROM {job_table} AS j USING picked p
+    WHERE j.id = ANY(ARRAY(SELECT id FROM picked)) AND p.id = j.id
     RETURNING """
-    + _JOB_COLUMNS
+    + _JOB_COLUMNS_OF_J
     + ","
-    + _CLAIM_EXTRA_COLUMNS.replace(
-        "{held_by}", "(SELECT p.held_by FROM picked p WHERE p.id = j.id)"
-    )
+    + _CLAIM_EXTRA_COLUMNS.replace("{held_by}", "p.held_by")
 )
 
 # Claim given jobs by id (a batch's suspects, run alone after the batch commits), as
@@ -67,13 +88,12 @@ CLAIM_JOBS_BY_ID = (
         WHERE id = ANY(%(ids)s::bigint[]) AND failed_at IS NULL
         FOR UPDATE SKIP LOCKED
     )
-    DELETE FROM {job_table} AS j WHERE id = ANY(ARRAY(SELECT id FROM picked))
+    DELETE FROM {job_table} AS j USING picked p
+    WHERE j.id = ANY(ARRAY(SELECT id FROM picked)) AND p.id = j.id
     RETURNING """
-    + _JOB_COLUMNS
+    + _JOB_COLUMNS_OF_J
     + ","
-    + _CLAIM_EXTRA_COLUMNS.replace(
-        "{held_by}", "(SELECT p.held_by FROM picked p WHERE p.id = j.id)"
-    )
+    + _CLAIM_EXTRA_COLUMNS.replace("{held_by}", "p.held_by")
 )
 
 # Crash accounting without a write per job. A claim that dies with its worker is rolled back,

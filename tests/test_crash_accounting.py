@@ -216,6 +216,22 @@ def test_a_claim_that_died_with_its_session_counts_one_start(accounted_queue):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_claim_of_several_jobs_counts_the_death_of_the_one_that_died(accounted_queue):
+    ids = [accounted_queue.enqueue("record", priority=p).id for p in (3, 2, 1, 0)]
+    claim_and_die()  # the best one, ids[0]
+
+    with transaction.atomic():
+        claimed = accounted_queue.claim(limit=3)
+        transaction.set_rollback(True)
+
+    assert [(job.id, job.starts) for job in claimed] == [
+        (ids[0], 1),
+        (ids[1], 0),
+        (ids[2], 0),
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_claim_given_back_on_purpose_is_not_counted_as_a_death(accounted_queue):
     job = accounted_queue.enqueue("record")
     claim_and_die()

@@ -194,12 +194,13 @@ def big_job_table(django_db_blocker):
 
 
 @pytest.mark.django_db
-def test_claim_plan_uses_the_claim_index_on_a_big_table(big_job_table):
+@pytest.mark.parametrize(("name", "limit"), [("CLAIM_JOB", 1), ("CLAIM_JOBS", 100)])
+def test_claim_plan_uses_the_claim_index_on_a_big_table(big_job_table, name, limit):
     assert big_job_table == (200_000, 200_000, 20_000)
     with connection.cursor() as cursor:
         cursor.execute(
-            "EXPLAIN (FORMAT JSON) " + sql.render(sql.CLAIM_JOBS),
-            {"queue": "q1", "exclude_ids": [], "limit": 1},
+            "EXPLAIN (FORMAT JSON) " + sql.render(getattr(sql, name)),
+            {"queue": "q1", "exclude_ids": [], "limit": limit},
         )
         raw = cursor.fetchone()[0]
     plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
