@@ -1,6 +1,12 @@
 """The limit: N processes, each with its own psycopg2 connection, claiming one job per
 transaction with a single statement and committing. No Django, no task call, no bookkeeping:
 what PostgreSQL and the driver allow on this machine, measured on the same table.
+
+Two more shapes of the same loop split the gap between the limit and an at-least-once
+worker: "savepoint" sends the statements an at-least-once run needs (the claim with BEGIN, a
+SAVEPOINT for the task, its RELEASE with the COMMIT), "dpq" does the same with dpq's own
+one-job claim (start counts and the row's earlier lock in RETURNING). What a worker loses
+beyond "dpq" is its own Python.
 """
 
 from __future__ import annotations
@@ -24,21 +30,40 @@ CLAIM_ONE = """
 """
 
 
-def _loop(dsn: str, queue: str, ready: Any, results: Any) -> None:
+SHAPES = ("claim", "savepoint", "dpq")
+
+
+def _loop(
+    dsn: str, queue: str, shape: str, claim: str, ready: Any, results: Any
+) -> None:
     conn = psycopg2.connect(dsn)
+    if shape != "claim":
+        # BEGIN and COMMIT travel with their neighbours, as dpq's worker sends them.
+        conn.autocommit = True
+    params = {"queue": queue, "exclude_ids": []}
     try:
         with conn.cursor() as cursor:
             cursor.execute("SELECT 1")
-        conn.commit()
+        if shape == "claim":
+            conn.commit()
         ready.wait()
         claimed = 0
         first = time.time()
         last = first
         with conn.cursor() as cursor:
             while True:
-                cursor.execute(CLAIM_ONE, {"queue": queue})
-                row = cursor.fetchone()
-                conn.commit()
+                if shape == "claim":
+                    cursor.execute(claim, params)
+                    row = cursor.fetchone()
+                    conn.commit()
+                else:
+                    cursor.execute("BEGIN; " + claim, params)
+                    row = cursor.fetchone()
+                    if row is None:
+                        cursor.execute("ROLLBACK")
+                    else:
+                        cursor.execute("SAVEPOINT dpq_job")
+                        cursor.execute("RELEASE SAVEPOINT dpq_job; COMMIT")
                 if row is None:
                     break
                 claimed += 1
@@ -48,17 +73,21 @@ def _loop(dsn: str, queue: str, ready: Any, results: Any) -> None:
         conn.close()
 
 
-def drain(dsn: str, queue: str, connections: int) -> tuple[float, int]:
+def drain(
+    dsn: str, queue: str, connections: int, shape: str = "claim", dpq_claim: str = ""
+) -> tuple[float, int]:
     """Drain the queue with ``connections`` processes; return (seconds, jobs claimed).
 
+    ``shape`` is one of SHAPES; "dpq" needs ``dpq_claim``, dpq's one-job claim rendered.
     The time runs from the moment all processes are connected and released to the last
     successful claim's commit: connecting and process start-up are left out.
     """
+    claim = dpq_claim if shape == "dpq" else CLAIM_ONE
     context = multiprocessing.get_context("fork")
     ready = context.Barrier(connections + 1)
     results = context.Queue()
     processes = [
-        context.Process(target=_loop, args=(dsn, queue, ready, results))
+        context.Process(target=_loop, args=(dsn, queue, shape, claim, ready, results))
         for _ in range(connections)
     ]
     for process in processes:

@@ -11,6 +11,7 @@ from django.db import transaction
 
 from bench import bare, harness, queues
 from bench.report import Figure, Target
+from dpq import sql
 
 SECTION_ENQUEUE = "enqueue"
 SECTION_DRAIN = "drain"
@@ -187,9 +188,27 @@ def drain_figures(
 
         return case
 
+    def shape_case(shape: str) -> Callable[[], float]:
+        def case() -> float:
+            jobs = jobs_for(8)
+            harness.reset()
+            harness.insert_jobs(jobs)
+            harness.settle()
+            seconds, claimed = bare.drain(
+                dsn, queues.NAME, 8, shape, sql.render(sql.CLAIM_JOB)
+            )
+            if claimed != jobs:
+                raise RuntimeError(f"the {shape} loop claimed {claimed} of {jobs} jobs")
+            return jobs / seconds
+
+        return case
+
     cases: dict[str, Callable[[], float]] = {}
     for n in bare_sizes:
         cases[f"bare:{n}"] = bare_case(n)
+    if full and 8 in bare_sizes:
+        for shape in bare.SHAPES[1:]:
+            cases[f"shape:{shape}"] = shape_case(shape)
     for _label, attr in VARIANTS:
         for config in configs:
             if not full and attr != "at_least_once" and config.connections != 8:
@@ -218,6 +237,28 @@ def drain_figures(
                 else "",
             )
         )
+    shape_labels = {
+        "savepoint": "at-least-once statements: BEGIN+claim, SAVEPOINT, RELEASE+COMMIT",
+        "dpq": "the same with dpq's claim statement",
+    }
+    for shape, label in shape_labels.items():
+        s = samples.get(f"shape:{shape}")
+        if s is not None:
+            figures.append(
+                Figure(
+                    SECTION_DRAIN,
+                    f"bare loop, {label}, 8 connections",
+                    s.median,
+                    "jobs/s",
+                    s.values,
+                    "bare 8",
+                    samples["bare:8"].median,
+                    note="psycopg2 only: what an at-least-once worker could reach "
+                    "without its Python"
+                    if shape == "savepoint"
+                    else "",
+                )
+            )
     for label, attr in VARIANTS:
         for config in configs:
             s = samples.get(f"{attr}:{config.label}")
