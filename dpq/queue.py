@@ -15,14 +15,19 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.utils import timezone
+from psycopg2.errorcodes import INVALID_SQL_STATEMENT_NAME
 from psycopg2.extensions import TRANSACTION_STATUS_INERROR as TRANSACTION_IN_ERROR
 
 from dpq import exceptions, signals, sql, transactions
 from dpq.models import PRIORITY_MAX, PRIORITY_MIN, BaseJob, Job, JSONValue
 from dpq.retry import RetryPolicy, decide
 from dpq.starts import StartCount, StartRecorder
+
+# The attribute of a thread's DatabaseWrapper naming the claim prepared on its connection:
+# (the driver connection it was prepared on, the EXECUTE statement).
+_PREPARED_CLAIM = "dpq_prepared_claim"
 
 if TYPE_CHECKING:
     from dpq.retry import Backoff
@@ -130,6 +135,7 @@ class Queue:
         self.notify_on_enqueue = notify_on_enqueue
         self.using = using
         self._start_recorder: StartRecorder | None = None
+        self._prepare_claims = True
         self._recorder_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -336,12 +342,22 @@ class Queue:
         self, *, limit: int = 1, exclude_ids: Iterable[int] = ()
     ) -> list[BaseJob]:
         """Claim up to ``limit`` ready jobs of this queue (deleted, locked until commit)."""
-        rows = sql.fetch_all(
-            self.using,
-            sql.CLAIM_JOB if limit == 1 else sql.CLAIM_JOBS,
-            {"queue": self.name, "exclude_ids": list(exclude_ids), "limit": limit},
-            job_table=self.job_table,
-        )
+        statement = sql.CLAIM_JOB if limit == 1 else sql.CLAIM_JOBS
+        connection = connections[self.using]
+        prepared = getattr(connection, _PREPARED_CLAIM, None)
+        if limit == 1 and prepared is not None and prepared[0] is connection.connection:
+            statement = prepared[1]
+        try:
+            rows = sql.fetch_all(
+                self.using,
+                statement,
+                {"queue": self.name, "exclude_ids": list(exclude_ids), "limit": limit},
+                job_table=self.job_table,
+            )
+        except DatabaseError as exc:
+            if getattr(exc.__cause__, "pgcode", None) == INVALID_SQL_STATEMENT_NAME:
+                self._lost_prepared_claim(connection)
+            raise
         jobs = self._claimed(rows)
         if len(jobs) > 1:
             jobs.sort(key=lambda job: (-job.priority, job.execute_at, job.id))
@@ -543,6 +559,37 @@ class Queue:
             self.using, sql.CLAIM_JOBS_BY_ID, {"ids": ids}, job_table=self.job_table
         )
         return self._claimed(rows)
+
+    def prepare_claim(self) -> None:
+        """Prepare the one-job claim on this thread's connection; claim() then executes it.
+
+        For worker threads, which claim thousands of times on one connection: planning the
+        claim is most of its cost to PostgreSQL. A session-level prepared statement does not
+        survive a pooler that hands each transaction another server connection (PgBouncer in
+        transaction mode); when it goes missing, the queue stops preparing its claim.
+        """
+        if not self._prepare_claims:
+            return
+        connection = connections[self.using]
+        connection.ensure_connection()
+        prepared = getattr(connection, _PREPARED_CLAIM, None)
+        if prepared is not None and prepared[0] is connection.connection:
+            return
+        prepare, execute = sql.prepared_claim(self.job_table)
+        with connection.cursor() as cursor:
+            cursor.execute(prepare)
+        setattr(connection, _PREPARED_CLAIM, (connection.connection, execute))
+
+    def _lost_prepared_claim(self, connection: Any) -> None:
+        setattr(connection, _PREPARED_CLAIM, None)
+        if self._prepare_claims:
+            self._prepare_claims = False
+            self.logger.warning(
+                "The prepared claim of queue %r went missing from its connection (a "
+                "connection pooler in transaction mode?): this process claims without "
+                "preparing from now on",
+                self.name,
+            )
 
     def _claimed(self, rows: list[tuple]) -> list[BaseJob]:
         """Build the claimed jobs, and count the deaths the claim found before any runs.

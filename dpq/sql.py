@@ -9,6 +9,7 @@ composed with psycopg2's ``sql.Identifier`` and NOTIFY binds the channel as a va
 from __future__ import annotations
 
 import functools
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -341,6 +342,24 @@ SET_ASYNCHRONOUS_COMMIT = """
 SET_START_LOCK_TIMEOUT = """
     SET lock_timeout = '2s'
 """
+
+
+@functools.lru_cache(maxsize=64)
+def prepared_claim(job_table: str = "dpq_job") -> tuple[pg_sql.Composed, str]:
+    """PREPARE and EXECUTE statements for CLAIM_JOB on ``job_table``: (prepare, execute).
+
+    A worker prepares its claim once per connection. Planning the claim costs PostgreSQL
+    about twice what running it does, and with 8 connections on 2 cores the server's CPU is
+    what one-job-per-transaction throughput is made of. The name is derived from the rendered
+    text, so queues on other tables get a statement of their own.
+    """
+    text = render(CLAIM_JOB, job_table)
+    name = f"dpq_claim_job_{zlib.crc32(text.encode()):08x}"
+    body = text.replace("%(queue)s", "$1").replace("%(exclude_ids)s", "$2")
+    prepare = pg_sql.SQL("PREPARE {} (text, bigint[]) AS {}").format(
+        pg_sql.Identifier(name), pg_sql.SQL(body)
+    )
+    return prepare, f'EXECUTE "{name}" (%(queue)s, %(exclude_ids)s)'
 
 
 def listen_statement(channel: str) -> pg_sql.Composed:

@@ -141,6 +141,7 @@ class WorkerThread(threading.Thread):
             with connection.cursor() as cursor:
                 cursor.execute(sql.SET_WORKER_CONNECTION, {"name": name})
                 self.idle_timeout = cursor.fetchone()[1] / 1000
+            self.pool.queue.prepare_claim()
 
     def run_one(self) -> bool:
         """Claim one job and run it; False when no job was ready."""

@@ -1,0 +1,87 @@
+"""A worker thread prepares its one-job claim once per connection, and copes when it is gone."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from django.db import DatabaseError, connection, transaction
+
+from dpq.models import Job
+
+
+def spy(sent: list[str]):
+    def wrapper(execute, statement, params, many, context):
+        sent.append(statement)
+        return execute(statement, params, many, context)
+
+    return connection.execute_wrapper(wrapper)
+
+
+@pytest.fixture
+def no_prepared_statements():
+    yield
+    connection.close()  # prepared statements live as long as the session
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_prepared_claim_is_executed_and_claims_the_best_job(
+    queue, make_job, no_prepared_statements
+):
+    low, high = make_job(priority=0), make_job(priority=5)
+    queue.prepare_claim()
+    sent: list[str] = []
+
+    with spy(sent), transaction.atomic():
+        first = queue.claim()
+        second = queue.claim(exclude_ids=[high.id])
+    with spy(sent), transaction.atomic():
+        none_left = queue.claim()
+
+    assert [job.id for job in first + second] == [high.id, low.id]
+    assert none_left == []
+    assert not Job.objects.exists()
+    assert len(sent) == 3
+    assert all(statement.startswith("EXECUTE ") for statement in sent), sent
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_connection_claims_unprepared_until_prepared_again(
+    queue, make_job, no_prepared_statements
+):
+    job = make_job()
+    queue.prepare_claim()
+    connection.close()
+    sent: list[str] = []
+
+    with spy(sent), transaction.atomic():
+        (claimed,) = queue.claim()
+        transaction.set_rollback(True)
+
+    assert claimed.id == job.id
+    assert not sent[0].lstrip().startswith("EXECUTE"), sent
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_prepared_claim_gone_missing_fails_once_then_claims_unprepared(
+    queue, make_job, caplog, no_prepared_statements
+):
+    job = make_job()
+    queue.prepare_claim()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DEALLOCATE ALL"
+        )  # what a pooler's next server connection looks like
+
+    with caplog.at_level(logging.WARNING, logger="dpq"):
+        with pytest.raises(DatabaseError), transaction.atomic():
+            queue.claim()
+        with transaction.atomic():
+            (claimed,) = queue.claim()
+        queue.prepare_claim()  # a new connection would prepare again: not any more
+
+    assert claimed.id == job.id
+    assert "went missing" in caplog.text
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+        assert cursor.fetchone()[0] == 0
