@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.utils import timezone
-from psycopg2.errorcodes import INVALID_SQL_STATEMENT_NAME
+from psycopg2.errorcodes import DUPLICATE_PREPARED_STATEMENT, INVALID_SQL_STATEMENT_NAME
 from psycopg2.extensions import TRANSACTION_STATUS_INERROR as TRANSACTION_IN_ERROR
 
 from dpq import exceptions, signals, sql, transactions
@@ -576,8 +576,15 @@ class Queue:
         if prepared is not None and prepared[0] is connection.connection:
             return
         prepare, execute = sql.prepared_claim(self.job_table)
-        with connection.cursor() as cursor:
-            cursor.execute(prepare)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(prepare)
+        except DatabaseError as exc:
+            # Already there on a fresh connection: a pooler shares server sessions.
+            if getattr(exc.__cause__, "pgcode", None) != DUPLICATE_PREPARED_STATEMENT:
+                raise
+            self._lost_prepared_claim(connection)
+            return
         setattr(connection, _PREPARED_CLAIM, (connection.connection, execute))
 
     def _lost_prepared_claim(self, connection: Any) -> None:
@@ -585,9 +592,9 @@ class Queue:
         if self._prepare_claims:
             self._prepare_claims = False
             self.logger.warning(
-                "The prepared claim of queue %r went missing from its connection (a "
-                "connection pooler in transaction mode?): this process claims without "
-                "preparing from now on",
+                "The prepared claim of queue %r went missing from its connection, or was "
+                "there before it was prepared (a connection pooler in transaction mode?): "
+                "this process claims without preparing from now on",
                 self.name,
             )
 

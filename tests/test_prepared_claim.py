@@ -7,6 +7,7 @@ import logging
 import pytest
 from django.db import DatabaseError, connection, transaction
 
+from dpq import sql
 from dpq.models import Job
 
 
@@ -85,3 +86,19 @@ def test_a_prepared_claim_gone_missing_fails_once_then_claims_unprepared(
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_prepared_statements")
         assert cursor.fetchone()[0] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_prepared_claim_already_there_on_a_new_connection_is_given_up(
+    queue, caplog, no_prepared_statements
+):
+    prepare, _ = sql.prepared_claim()
+    with connection.cursor() as cursor:
+        cursor.execute(prepare)  # as another client's, on a session a pooler shares
+
+    with caplog.at_level(logging.WARNING, logger="dpq"):
+        queue.prepare_claim()
+        with transaction.atomic():
+            assert queue.claim() == []
+
+    assert "was there before it was prepared" in caplog.text
