@@ -634,7 +634,8 @@ class Queue:
         The rolled-back claim looks like one that died with its worker; its start record now
         names it, so the next claim does not count a death.
         """
-        if self.has_crash_accounting and job.claim_xid is not None:
+        # Only a job with starts is given back (a suspect), so its start record exists.
+        if self.has_crash_accounting and job.starts > 0 and job.claim_xid is not None:
             self.start_recorder.record(
                 [StartCount(job.id, 0, 0, job.claim_xid)], worker=self.worker_name
             )
