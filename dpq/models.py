@@ -13,6 +13,20 @@ from django.utils import timezone
 
 JSONValue = Any
 
+# The job columns every claim in dpq.sql returns first, in this order (sql._JOB_COLUMNS).
+CLAIM_COLUMNS = (
+    "id",
+    "created_at",
+    "execute_at",
+    "priority",
+    "task",
+    "args",
+    "queue",
+    "attempts",
+    "last_error",
+    "failed_at",
+)
+
 # The range of PostgreSQL's integer, the priority column's type.
 PRIORITY_MIN = -(2**31)
 PRIORITY_MAX = 2**31 - 1
@@ -194,20 +208,28 @@ class BaseJob(models.Model):
         return cls.from_claim_row(rows[0]) if rows else None
 
     @classmethod
+    def _claim_columns_are_fields(cls) -> bool:
+        """Whether the model's fields are the claim's job columns, in the same order."""
+        cached = cls.__dict__.get("_dpq_claim_columns_are_fields")
+        if cached is None:
+            names = tuple(field.attname for field in cls._meta.concrete_fields)
+            cached = names == CLAIM_COLUMNS
+            cls._dpq_claim_columns_are_fields = cached
+        return cached
+
+    @classmethod
     def from_claim_row(cls, row: tuple) -> BaseJob:
         """Build a job from a row of a claim in ``dpq.sql`` (job columns, then the extra ones)."""
-        job = cls(
-            id=row[0],
-            created_at=row[1],
-            execute_at=row[2],
-            priority=row[3],
-            task=row[4],
-            args=json.loads(row[5]) if isinstance(row[5], str) else row[5],
-            queue=row[6],
-            attempts=row[7],
-            last_error=row[8],
-            failed_at=row[9],
+        values = (
+            *row[:5],
+            json.loads(row[5]) if isinstance(row[5], str) else row[5],
+            *row[6:10],
         )
+        if cls._claim_columns_are_fields():
+            # Positional arguments: Django's fast path, as Model.from_db takes it.
+            job = cls(*values)
+        else:
+            job = cls(**dict(zip(CLAIM_COLUMNS, values, strict=True)))
         job._state.adding = False
         job._state.db = None
         # The args as claimed: a failed run is put back with them, whatever the task did to
