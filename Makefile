@@ -38,4 +38,4 @@ pg-stop:
 	python3 scripts/dbenv.py stop
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) bench/.venv-original

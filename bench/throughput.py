@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import transaction
 
-from bench import bare, harness, queues
+from bench import bare, harness, original, queues
 from bench.report import Figure, Target
 from dpq import sql
 
@@ -203,9 +205,25 @@ def drain_figures(
 
         return case
 
+    def original_case(n: int) -> Callable[[], float]:
+        def case() -> float:
+            return original.drain_rates(dsn, n, jobs_for(n), 1)[0]
+
+        return case
+
+    original_sizes = [1, 4, 8] if full else []
+    original_missing = ""
+    if original_sizes:
+        try:
+            original.ensure_venv()
+        except (OSError, subprocess.CalledProcessError) as exc:
+            original_sizes, original_missing = [], str(exc)
+
     cases: dict[str, Callable[[], float]] = {}
     for n in bare_sizes:
         cases[f"bare:{n}"] = bare_case(n)
+    for n in original_sizes:
+        cases[f"original:{n}"] = original_case(n)
     if full and 8 in bare_sizes:
         for shape in bare.SHAPES[1:]:
             cases[f"shape:{shape}"] = shape_case(shape)
@@ -283,6 +301,17 @@ def drain_figures(
                     else "",
                 )
             )
+    figures += original_figures(samples, configs, original_sizes, jobs_for)
+    if original_missing:
+        figures.append(
+            Figure(
+                SECTION_DRAIN,
+                "original django-postgres-queue 1.0.0",
+                None,
+                "",
+                note=f"skipped: its virtualenv could not be made ({original_missing})",
+            )
+        )
     for config in configs:
         on = samples.get(f"at_least_once:{config.label}")
         off = samples.get(f"at_least_once_unaccounted:{config.label}")
@@ -322,6 +351,55 @@ def drain_figures(
                 None,
                 "",
                 note=f"skipped: `dpq_worker --help` does not list {option} in this checkout",
+            )
+        )
+    return figures
+
+
+def original_figures(
+    samples: dict[str, Any],
+    configs: list[Config],
+    sizes: list[int],
+    jobs_for: Callable[[int], int],
+) -> list[Figure]:
+    """The original package's drains, and dpq's best at 8 connections against its best."""
+    figures = []
+    for n in sizes:
+        s = samples[f"original:{n}"]
+        figures.append(
+            Figure(
+                SECTION_DRAIN,
+                f"original django-postgres-queue 1.0.0, {n} process"
+                f"{'es' if n > 1 else ''} ({jobs_for(n):,} jobs)",
+                s.median,
+                "jobs/s",
+                s.values,
+                f"bare {n}",
+                samples[f"bare:{n}"].median,
+                note="its AtLeastOnceQueue.run_once() in a loop per process, as its "
+                "Worker command runs it; in a virtualenv and a database of its own"
+                if n == sizes[0]
+                else "",
+            )
+        )
+    dpq = [
+        (samples[f"at_least_once:{c.label}"].median, c.label)
+        for c in configs
+        if c.connections == 8 and f"at_least_once:{c.label}" in samples
+    ]
+    if sizes and dpq:
+        best, label = max(dpq)
+        original_best, n = max((samples[f"original:{n}"].median, n) for n in sizes)
+        figures.append(
+            Figure(
+                SECTION_DRAIN,
+                f"dpq at-least-once, crash accounting, best at 8 connections ({label})",
+                best,
+                "jobs/s",
+                [],
+                f"original at its best ({n} processes)",
+                original_best,
+                Target(">=", 1.5),
             )
         )
     return figures
