@@ -447,7 +447,7 @@ class Queue:
         trip with the next statement. Django's bookkeeping is kept right by hand: callbacks
         the task registered with ``on_commit`` are dropped with its writes.
         """
-        connection = connections[self.using]
+        connection = cursor.db
         callbacks = len(connection.run_on_commit)
         try:
             retval = self.run_job(job)

@@ -97,25 +97,30 @@ CLAIM_JOBS_BY_ID = (
     + _CLAIM_EXTRA_COLUMNS.replace("{held_by}", "p.held_by")
 )
 
+# The 64-bit id of the transaction whose 32-bit id is {xmax} (bigint): it precedes our own
+# transaction, so its epoch is ours or the one before. 0 when that would be negative.
+_FULL_XID = """GREATEST(0, txid_current()
+        - ((txid_current() - {xmax}) %% 4294967296 + 4294967296) %% 4294967296)"""
+
 # Crash accounting without a write per job. A claim that dies with its worker is rolled back,
 # but the row keeps the dead transaction's id in xmax (the lock it took), marked aborted in
 # the commit log, until another transaction locks or changes the row. A claim returns that
 # xmax; for the rows where it is not 0 (rare: a fresh or put-back row has none), this asks
 # whether the transaction rolled back and whether the start record already counted it, and
-# returns the dead claim's 64-bit transaction id for each death not counted yet. xmax is 32
-# bits; it precedes our own transaction, so its epoch is ours or the one before. Runs in the
+# returns the dead claim's 64-bit transaction id for each death not counted yet. Runs in the
 # claim's transaction. Any lock that rolled back counts (the job then runs alone once).
-FIND_DEAD_CLAIMS = """
+FIND_DEAD_CLAIMS = (
+    """
     SELECT t.job_id, x.held
     FROM unnest(%(ids)s::bigint[], %(held_by)s::bigint[]) AS t(job_id, held_by)
-    CROSS JOIN LATERAL (
-        SELECT GREATEST(0, txid_current()
-            - ((txid_current() - t.held_by) %% 4294967296 + 4294967296) %% 4294967296)
-    ) AS x(held)
+    CROSS JOIN LATERAL (SELECT """
+    + _FULL_XID.replace("{xmax}", "t.held_by")
+    + """) AS x(held)
     LEFT JOIN {start_table} s ON s.job_id = t.job_id
     WHERE t.held_by <> 0 AND txid_status(x.held) = 'aborted'
       AND x.held IS DISTINCT FROM s.claim_xid
 """
+)
 
 # Lock (not delete) up to %(limit)s of the best ready jobs for a batch (--batch). Each runs in
 # its own savepoint; FINISH_BATCH deletes those that succeeded, and the commit releases the
@@ -124,7 +129,14 @@ LOCK_JOBS = (
     """
     SELECT j.id, j.created_at, j.execute_at, j.priority, j.task, j.args, j.queue, j.attempts,
            j.last_error, j.failed_at,"""
-    + _CLAIM_EXTRA_COLUMNS.replace("{held_by}", "j.held_by")
+    + _CLAIM_EXTRA_COLUMNS.replace(
+        "{held_by}",
+        # A batch that committed leaves the jobs it did not get to locked by a committed
+        # transaction: no death, and no need for FIND_DEAD_CLAIMS on every next batch.
+        "CASE WHEN j.held_by = 0 THEN 0 WHEN txid_status("
+        + _FULL_XID.replace("{xmax}", "j.held_by")
+        + ") = 'committed' THEN 0 ELSE j.held_by END",
+    )
     + """
     FROM (
         SELECT """
