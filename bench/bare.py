@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg2
@@ -83,12 +84,22 @@ def drain(
     successful claim's commit: connecting and process start-up are left out.
     """
     claim = dpq_claim if shape == "dpq" else CLAIM_ONE
+    return run_processes(connections, _loop, (dsn, queue, shape, claim))
+
+
+def run_processes(
+    count: int, loop: Callable[..., None], args: tuple
+) -> tuple[float, int]:
+    """Fork ``count`` processes of ``loop(*args, ready, results)``; return (seconds, jobs).
+
+    Each loop waits at the ``ready`` barrier once connected, then puts (first, last, jobs)
+    on ``results``: the time runs from the release to the last job's commit.
+    """
     context = multiprocessing.get_context("fork")
-    ready = context.Barrier(connections + 1)
+    ready = context.Barrier(count + 1)
     results = context.Queue()
     processes = [
-        context.Process(target=_loop, args=(dsn, queue, shape, claim, ready, results))
-        for _ in range(connections)
+        context.Process(target=loop, args=(*args, ready, results)) for _ in range(count)
     ]
     for process in processes:
         process.start()

@@ -12,7 +12,6 @@ last job's commit, as the bare loop is.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import subprocess
 import sys
 import time
@@ -142,29 +141,19 @@ def main() -> None:
 
     logging.disable(logging.CRITICAL)  # the original logs every job at INFO
     call_command("migrate", verbosity=0)
-    context = multiprocessing.get_context("fork")
+    from django.db import connection
+
+    # The bench package's process runner (stdlib and psycopg2 only, both installed here).
+    sys.path.insert(0, str(ROOT))
+    from bench.bare import run_processes
+
     rates = []
     for _ in range(rounds):
         _fill(jobs)
-        from django.db import connection
-
         connection.close()
-        ready = context.Barrier(processes + 1)
-        results = context.Queue()
-        children = [
-            context.Process(target=_loop, args=(ready, results))
-            for _ in range(processes)
-        ]
-        for child in children:
-            child.start()
-        ready.wait()
-        outcomes = [results.get(timeout=600) for _ in children]
-        for child in children:
-            child.join()
-        done = sum(o[2] for o in outcomes)
+        seconds, done = run_processes(processes, _loop, ())
         if done != jobs:
             raise SystemExit(f"the original drained {done} of {jobs} jobs")
-        seconds = max(o[1] for o in outcomes) - min(o[0] for o in outcomes)
         rates.append(jobs / seconds)
     print(json.dumps(rates))
 
