@@ -35,21 +35,37 @@ _CLAIM_EXTRA_COLUMNS = """
         {held_by},
         txid_current()"""
 
-# Claim the best ready job of one queue and delete it. The row lock lasts until the caller's
-# transaction ends; SKIP LOCKED passes over rows other workers hold instead of waiting for
-# them. The choice walks dpq_job_claim_idx in order (no Sort, no Seq Scan); ARRAY(...) makes
-# it an InitPlan, so the DELETE is a primary-key lookup. The extra columns are lookups in
-# RETURNING, cheaper to plan than joins for one row (this is the worker's hot path).
-CLAIM_JOB = (
-    """
+# The best ready jobs of one queue, locked (FOR UPDATE returns each row's xmax from before
+# its own lock): the CTE every claim of ready jobs starts with. The row locks last until the
+# caller's transaction ends; SKIP LOCKED passes over rows other workers hold instead of
+# waiting for them. The choice walks dpq_job_claim_idx in order (no Sort, no Seq Scan).
+_PICK_READY = """
     WITH picked AS MATERIALIZED (
         SELECT id, xmax::text::bigint AS held_by FROM {job_table}
         WHERE queue = %(queue)s AND failed_at IS NULL AND execute_at <= now()
           AND id <> ALL(%(exclude_ids)s::bigint[])
         ORDER BY priority DESC, execute_at, id
         FOR UPDATE SKIP LOCKED
-        LIMIT 1
-    )
+        LIMIT {limit}
+    )"""
+
+# Delete the picked rows, joined to them for their earlier xmax. ARRAY(...) makes the choice
+# an InitPlan, so the DELETE is a primary-key lookup.
+_DELETE_PICKED = (
+    """
+    DELETE FROM {job_table} AS j USING picked p
+    WHERE j.id = ANY(ARRAY(SELECT id FROM picked)) AND p.id = j.id
+    RETURNING """
+    + _JOB_COLUMNS_OF_J
+    + ","
+    + _CLAIM_EXTRA_COLUMNS.replace("{held_by}", "p.held_by")
+)
+
+# Claim the best ready job of one queue and delete it (the worker's hot path). For one row the
+# extra columns are cheapest as lookups in RETURNING: no join to plan.
+CLAIM_JOB = (
+    _PICK_READY.replace("{limit}", "1")
+    + """
     DELETE FROM {job_table} AS j WHERE id = ANY(ARRAY(SELECT id FROM picked))
     RETURNING """
     + _JOB_COLUMNS
@@ -62,23 +78,7 @@ CLAIM_JOB = (
 # Claim up to %(limit)s jobs as CLAIM_JOB does, joined to the chosen rows rather than looking
 # each up in RETURNING (which grows with the square of the count). Rows come back in no
 # particular order, so callers sort them.
-CLAIM_JOBS = (
-    """
-    WITH picked AS MATERIALIZED (
-        SELECT id, xmax::text::bigint AS held_by FROM {job_table}
-        WHERE queue = %(queue)s AND failed_at IS NULL AND execute_at <= now()
-          AND id <> ALL(%(exclude_ids)s::bigint[])
-        ORDER BY priority DESC, execute_at, id
-        FOR UPDATE SKIP LOCKED
-        LIMIT %(limit)s
-    )
-    DELETE FROM {job_table} AS j USING picked p
-    WHERE j.id = ANY(ARRAY(SELECT id FROM picked)) AND p.id = j.id
-    RETURNING """
-    + _JOB_COLUMNS_OF_J
-    + ","
-    + _CLAIM_EXTRA_COLUMNS.replace("{held_by}", "p.held_by")
-)
+CLAIM_JOBS = _PICK_READY.replace("{limit}", "%(limit)s") + _DELETE_PICKED
 
 # Claim given jobs by id (a batch's suspects, run alone after the batch commits), as
 # CLAIM_JOBS does: deleted, locked until commit, rows others hold skipped.
@@ -88,13 +88,8 @@ CLAIM_JOBS_BY_ID = (
         SELECT id, xmax::text::bigint AS held_by FROM {job_table}
         WHERE id = ANY(%(ids)s::bigint[]) AND failed_at IS NULL
         FOR UPDATE SKIP LOCKED
-    )
-    DELETE FROM {job_table} AS j USING picked p
-    WHERE j.id = ANY(ARRAY(SELECT id FROM picked)) AND p.id = j.id
-    RETURNING """
-    + _JOB_COLUMNS_OF_J
-    + ","
-    + _CLAIM_EXTRA_COLUMNS.replace("{held_by}", "p.held_by")
+    )"""
+    + _DELETE_PICKED
 )
 
 # The 64-bit id of the transaction whose 32-bit id is {xmax} (bigint): it precedes our own

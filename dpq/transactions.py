@@ -46,7 +46,7 @@ class JobTransaction:
     def __init__(self, using: str) -> None:
         self.using = using
         self.begun = False
-        self._deferred: list[tuple[str, Any]] = []
+        self._deferred: tuple[str, Any] | None = None
         self._atomic: Any = None
         # Stands for this block in connection.atomic_blocks (read by durable blocks).
         self._marker = transaction.Atomic(using, savepoint=False, durable=False)
@@ -86,21 +86,16 @@ class JobTransaction:
         return execute(statement, params, many, context)
 
     def defer(self, statement: str, params: Any = None) -> None:
-        """Send ``statement`` with the commit (at once when this block is a plain atomic())."""
-        if self._atomic is not None or not self.begun:
-            with connections[self.using].cursor() as cursor:
-                cursor.execute(statement, params)
-            return
-        self._flush()
-        self._deferred.append((statement, params))
+        """Send ``statement`` with the commit (at once when this block is a plain atomic()).
 
-    def _flush(self) -> None:
-        if not self._deferred:
-            return
-        deferred, self._deferred = self._deferred, []
-        with connections[self.using].cursor() as cursor:
-            for statement, params in deferred:
-                cursor.execute(statement, params)
+        Only the last deferred statement waits: one deferred before it is sent now.
+        """
+        earlier, self._deferred = self._deferred, (statement, params)
+        if self._atomic is not None or not self.begun:
+            earlier, self._deferred = (statement, params), None
+        if earlier is not None:
+            with connections[self.using].cursor() as cursor:
+                cursor.execute(*earlier)
 
     def __exit__(
         self,
@@ -128,7 +123,7 @@ class JobTransaction:
             elif self.begun:
                 self._rollback(connection)
         finally:
-            self._deferred = []
+            self._deferred = None
             connection.needs_rollback = False
             connection.autocommit = True
             if connection.closed_in_transaction:
@@ -139,15 +134,18 @@ class JobTransaction:
             connection.run_and_clear_commit_hooks()
 
     def _commit(self, connection: Any) -> None:
-        statement, params = self._deferred.pop() if self._deferred else ("", None)
-        self._flush()
+        statement, params = self._deferred or ("", None)
+        self._deferred = None
         try:
             with connection.cursor() as cursor:
                 cursor.execute(
-                    f"{statement}; COMMIT" if statement else "COMMIT", params
+                    f"{statement}; {sql.COMMIT_TRANSACTION}"
+                    if statement
+                    else sql.COMMIT_TRANSACTION,
+                    params,
                 )
                 status = cursor.cursor.statusmessage
-            if status != "COMMIT":
+            if status != sql.COMMIT_TRANSACTION:
                 # COMMIT of a transaction in error answers ROLLBACK instead of failing.
                 raise DatabaseError(
                     f"the job's transaction was rolled back at commit ({status}): an "
