@@ -423,7 +423,7 @@ class Queue:
                 self._put_back(job, exc, give_up=False)
                 return job, None, exc
         # Keep the task's writes (and forget the start) in one round trip; in the worker's
-        # JobTransaction, the same round trip as the commit.
+        # JobTransaction, the same round trip as the commit (and the next job's claim).
         if clear_start:
             release = sql.render(
                 sql.RELEASE_JOB_SAVEPOINT_AND_CLEAR_START, self.job_table

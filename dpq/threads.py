@@ -24,7 +24,7 @@ from django.db import (
     transaction,
 )
 
-from dpq import sql
+from dpq import sql, transactions
 from dpq.transactions import JobTransaction
 
 if TYPE_CHECKING:
@@ -72,6 +72,14 @@ class SoloGate:
             while self._exclusive or self._waiting:
                 self._cond.wait()
             self._shared += 1
+
+    def try_acquire_shared(self) -> bool:
+        """acquire_shared() if it would not wait; False (not acquired) if it would."""
+        with self._cond:
+            if self._exclusive or self._waiting:
+                return False
+            self._shared += 1
+            return True
 
     def release_shared(self) -> None:
         with self._cond:
@@ -130,8 +138,21 @@ class WorkerThread(threading.Thread):
                     break
                 pool.idle(self)
         finally:
+            self.send_held_commit()
             connections[pool.queue.using].close()
             pool.thread_finished(self)
+
+    def send_held_commit(self) -> None:
+        """Commit the last job now if its commit is still waiting for the next claim."""
+        try:
+            transactions.send_held_commit(self.pool.queue.using)
+        except DatabaseError:
+            logger.warning(
+                "Worker thread %s could not commit its last job; the job returns to the "
+                "queue and runs again",
+                self.role,
+                exc_info=True,
+            )
 
     def ensure_connection(self) -> None:
         connection = connections[self.pool.queue.using]
@@ -148,7 +169,11 @@ class WorkerThread(threading.Thread):
         pool = self.pool
         queue = pool.queue
         self.ensure_connection()
-        self.claim_started = time.monotonic()
+        claim_started = time.monotonic()
+        if not transactions.holds_commit(queue.using):
+            self.claim_started = claim_started
+        # else: the transaction open on the connection is the last job's, until the claim
+        # sends its commit.
         if pool.options.batch > 1:
             return self.run_batch()
         if queue.at_most_once:
@@ -165,11 +190,16 @@ class WorkerThread(threading.Thread):
                 pool.gate.release_shared()
             return True
         suspect = None
-        # transaction.atomic(), with BEGIN sent with the claim and COMMIT with the release.
-        with JobTransaction(queue.using):
+        if not pool.gate.try_acquire_shared():
+            # A suspect waits to run alone: the last job's commit must not wait with it.
+            self.send_held_commit()
             pool.gate.acquire_shared()
-            try:
+        try:
+            # transaction.atomic(), with BEGIN sent with the claim, and the job's COMMIT
+            # held to go with the next job's claim (or sent alone by send_held_commit()).
+            with JobTransaction(queue.using, hold_commit=True):
                 jobs = queue.claim()
+                self.claim_started = claim_started
                 if not jobs:
                     return False
                 job = jobs[0]
@@ -186,8 +216,8 @@ class WorkerThread(threading.Thread):
                     pool.note_result(
                         queue.process_job(job, solo=pool.options.threads == 1)
                     )
-            finally:
-                pool.gate.release_shared()
+        finally:
+            pool.gate.release_shared()
         if suspect is not None:
             return self.run_suspect(suspect)
         return True
@@ -311,6 +341,7 @@ class WorkerThread(threading.Thread):
                 self.role,
                 delay,
             )
+        self.send_held_commit()
         connection.close()
         self.pool.stopping.wait(delay)
 

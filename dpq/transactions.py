@@ -7,6 +7,13 @@ it. ``JobTransaction`` keeps the driver in autocommit and sends the text itself,
 its neighbours: ``BEGIN`` with the first statement of the block (the claim), ``COMMIT`` with
 the statement deferred to it (the release of the job's savepoint).
 
+A worker thread goes one step further: ``JobTransaction(using, hold_commit=True)`` does not
+send the ``COMMIT`` when the block ends; the connection holds it, and it goes with the next
+statement, the next job's ``BEGIN`` and claim. One job then costs two round trips: the
+previous job's commit with this one's claim, and the task's ``SAVEPOINT``. A statement sent
+through Django's cursor in between sends the held commit first; ``send_held_commit()`` sends
+it alone, as the worker does before it waits, stops or closes the connection.
+
 Django's own bookkeeping is set as ``atomic()`` sets it, so that inside the block everything
 behaves as it would in ``atomic()``: a nested ``atomic()`` makes a savepoint, ``on_commit()``
 callbacks run after the commit (and are dropped on rollback), ``set_rollback()`` rolls back,
@@ -18,6 +25,7 @@ entered with a transaction already open, or on a connection not in autocommit, i
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
@@ -29,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 # The attribute of a DatabaseWrapper that holds its open JobTransaction.
 _ATTRIBUTE = "dpq_job_transaction"
+# The attribute of a DatabaseWrapper that holds a commit not sent yet: a HeldCommit.
+_HELD = "dpq_held_commit"
 
 
 def current(using: str) -> JobTransaction | None:
@@ -36,16 +46,133 @@ def current(using: str) -> JobTransaction | None:
     return getattr(connections[using], _ATTRIBUTE, None)
 
 
+def holds_commit(using: str) -> bool:
+    """Whether a finished JobTransaction's commit waits on this thread's connection."""
+    return hasattr(connections[using], _HELD)
+
+
+def send_held_commit(using: str) -> None:
+    """Send the commit a finished JobTransaction left on this thread's connection, if any."""
+    held: HeldCommit | None = getattr(connections[using], _HELD, None)
+    if held is not None:
+        held.send_alone()
+
+
+class HeldCommit:
+    """A job's ``RELEASE SAVEPOINT ...; COMMIT``, held to go with the connection's next statement.
+
+    While held it sits in the connection's execute wrappers, so a statement sent through
+    Django's cursor carries it in front; the next JobTransaction takes it over instead.
+    """
+
+    def __init__(self, connection: Any, statement: str, params: Any) -> None:
+        self.connection = connection
+        # The transaction lives in this driver connection: closed, it is rolled back.
+        self.driver_connection = connection.connection
+        self.statement = statement
+        self.params = params
+        connection.execute_wrappers.append(self._send_in_front)
+        setattr(connection, _HELD, self)
+
+    def take(self) -> tuple[str, Any] | None:
+        """Forget it here: the caller sends it in front of its own statement.
+
+        None when the connection it was held on is gone (the job's transaction with it).
+        """
+        self.connection.execute_wrappers.remove(self._send_in_front)
+        delattr(self.connection, _HELD)
+        if (
+            self.connection.connection is not self.driver_connection
+            or self.driver_connection.closed
+        ):
+            logger.warning(
+                "A job's commit was held for the connection's next statement, and the "
+                "connection closed first: PostgreSQL rolled the job back; it runs again"
+            )
+            return None
+        return self.statement, self.params
+
+    def send_alone(self) -> None:
+        held = self.take()
+        if held is not None:
+            _send(self.connection, *held)
+
+    def _send_in_front(
+        self, execute: Any, statement: Any, params: Any, many: bool, context: Any
+    ) -> Any:
+        held = self.take()
+        if held is None:
+            return execute(statement, params, many, context)
+        if (
+            isinstance(statement, str)
+            and not many
+            and self.driver_connection.autocommit
+        ):
+            joined = _in_front(*held, statement, params)
+            if joined is not None:
+                return execute(*joined, many, context)
+        _send(self.connection, *held)
+        return execute(statement, params, many, context)
+
+
+def _send(connection: Any, statement: str, params: Any) -> None:
+    """Send ``statement`` on the driver's connection as it is, in autocommit.
+
+    With autocommit off (atomic() entered while a commit was held) psycopg2 would send its
+    own BEGIN first, and then believe a transaction open that the held COMMIT just ended.
+    """
+    driver = connection.connection
+    autocommit = driver.autocommit
+    with connection.wrap_database_errors:
+        driver.autocommit = True
+        try:
+            with driver.cursor() as cursor:
+                cursor.execute(statement, params)
+        finally:
+            driver.autocommit = autocommit
+
+
+def _in_front(
+    first: str, first_params: Any, statement: str, params: Any
+) -> tuple[str, Any] | None:
+    """``first; statement`` in one text with both statements' parameters, if it can be.
+
+    Both with parameters can only be joined when both name them (as dpq.sql's statements
+    do), with different names; None then says to send them one after the other.
+    """
+    if first_params is None:
+        if params is not None:
+            first = first.replace("%", "%%")
+        return f"{first}; {statement}", params
+    if params is None:
+        return f"{first}; {statement.replace('%', '%%')}", first_params
+    if (
+        isinstance(first_params, Mapping)
+        and isinstance(params, Mapping)
+        and first_params.keys().isdisjoint(params.keys())
+    ):
+        return f"{first}; {statement}", {**first_params, **params}
+    return None
+
+
 class JobTransaction:
     """``with JobTransaction(using): ...`` is ``with transaction.atomic(using): ...``.
 
     ``defer(statement, params)`` holds the block's last statement back, to be sent with the
-    ``COMMIT``: when the block rolls back it is not sent at all.
+    ``COMMIT``: when the block rolls back it is not sent at all. With ``hold_commit=True``
+    a block that commits leaves both, the deferred statement and the ``COMMIT``, to go with
+    the connection's next statement (see ``HeldCommit``). It does so only when the block has
+    a deferred statement (an aborted transaction then fails on it, where a lone ``COMMIT``
+    would answer ``ROLLBACK``) and no ``on_commit()`` callbacks, which must run after the
+    commit and are run at once.
     """
 
-    def __init__(self, using: str) -> None:
+    def __init__(self, using: str, *, hold_commit: bool = False) -> None:
         self.using = using
+        self.hold_commit = hold_commit
         self.begun = False
+        # A commit held on the connection by the block before: sent with BEGIN.
+        self._held: tuple[str, Any] | None = None
         self._deferred: tuple[str, Any] | None = None
         self._atomic: Any = None
         # Stands for this block in connection.atomic_blocks (read by durable blocks).
@@ -53,7 +180,10 @@ class JobTransaction:
 
     def __enter__(self) -> JobTransaction:
         connection = connections[self.using]
+        held: HeldCommit | None = getattr(connection, _HELD, None)
         if connection.in_atomic_block or not connection.get_autocommit():
+            if held is not None:
+                held.send_alone()
             self._atomic = transaction.atomic(using=self.using)
             self._atomic.__enter__()
             return self
@@ -61,9 +191,13 @@ class JobTransaction:
         connection.close_if_health_check_failed()
         connection.ensure_connection()
         if not connection.connection.autocommit:
+            if held is not None:
+                held.send_alone()
             self._atomic = transaction.atomic(using=self.using)
             self._atomic.__enter__()
             return self
+        if held is not None:
+            self._held = held.take()
         connection.commit_on_exit = True
         connection.needs_rollback = False
         connection.autocommit = False  # Django's view; the driver stays in autocommit
@@ -78,11 +212,19 @@ class JobTransaction:
     ) -> Any:
         if not self.begun:
             self.begun = True
-            if isinstance(statement, str) and not many:
-                return execute(
-                    f"{sql.BEGIN_TRANSACTION}; {statement}", params, many, context
-                )
-            context["cursor"].cursor.execute(sql.BEGIN_TRANSACTION)
+            held, self._held = self._held, None
+            begin: tuple[str, Any] = (sql.BEGIN_TRANSACTION, None)
+            if held is not None:
+                begin = _in_front(*held, *begin) or begin
+            joined = (
+                _in_front(*begin, statement, params)
+                if isinstance(statement, str) and not many
+                else None
+            )
+            if joined is not None:
+                return execute(*joined, many, context)
+            with context["connection"].wrap_database_errors:
+                context["cursor"].cursor.execute(*begin)
         return execute(statement, params, many, context)
 
     def defer(self, statement: str, params: Any = None) -> None:
@@ -114,6 +256,10 @@ class JobTransaction:
         connection.in_atomic_block = False
         committed = False
         try:
+            if self._held is not None:
+                # Nothing was sent in this block: the commit held before it goes alone.
+                held, self._held = self._held, None
+                _send(connection, *held)
             if connection.closed_in_transaction:
                 pass
             elif exc_type is None and not connection.needs_rollback:
@@ -136,6 +282,10 @@ class JobTransaction:
     def _commit(self, connection: Any) -> None:
         statement, params = self._deferred or ("", None)
         self._deferred = None
+        if self.hold_commit and statement and not connection.run_on_commit:
+            HeldCommit(connection, f"{statement}; {sql.COMMIT_TRANSACTION}", params)
+            connection.errors_occurred = False
+            return
         try:
             with connection.cursor() as cursor:
                 cursor.execute(
@@ -158,8 +308,9 @@ class JobTransaction:
 
     def _rollback(self, connection: Any) -> None:
         try:
-            with connection.cursor() as cursor:
-                cursor.execute(sql.ROLLBACK_TRANSACTION)
+            # On the driver, as atomic() rolls back: Django refuses statements on a
+            # connection marked needs_rollback, which is why this one is sent.
+            _send(connection, sql.ROLLBACK_TRANSACTION, None)
             connection.errors_occurred = False
         except Error:
             logger.debug("Rolling back the job's transaction failed", exc_info=True)

@@ -194,3 +194,113 @@ def test_begin_travels_with_the_first_statement_and_commit_with_the_deferred_one
     assert inner[1].startswith("INSERT INTO")
     assert outer[2:] == [f"SELECT 1; {sql.COMMIT_TRANSACTION}"]
     assert Effect.objects.count() == 2
+
+
+INSERT_EFFECT = "INSERT INTO testapp_effect (job_id, note) VALUES (%(id)s, '')"
+INSERT_NOTE = "INSERT INTO testapp_effect (job_id, note) VALUES (%(n)s, 'next')"
+
+
+def held_block(job_id: int) -> None:
+    """A job's transaction as a worker thread runs it: its commit held for what comes next."""
+    with JobTransaction("default", hold_commit=True) as job_transaction:
+        Effect.objects.create(job_id=job_id)
+        job_transaction.defer(INSERT_EFFECT, {"id": job_id + 100})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_held_commit_goes_with_the_next_blocks_first_statement(other_connection):
+    held_block(1)
+    assert committed_effects(other_connection) == set()  # held, not sent
+    assert connection.get_autocommit() and not connection.in_atomic_block
+
+    sent: list[str] = []
+    with JobTransaction("default"), spy(sent):
+        with connection.cursor() as cursor:
+            cursor.execute(INSERT_NOTE, {"n": 2})
+        assert committed_effects(other_connection) == {1, 101}
+        transaction.set_rollback(True)
+
+    assert sent == [
+        f"{INSERT_EFFECT}; {sql.COMMIT_TRANSACTION}; {sql.BEGIN_TRANSACTION}; "
+        + INSERT_NOTE
+    ]
+    assert committed_effects(other_connection) == {1, 101}
+    assert_connection_at_rest()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_held_commit_is_sent_alone_when_the_next_block_sends_nothing(
+    other_connection,
+):
+    held_block(1)
+    with JobTransaction("default"):
+        transaction.set_rollback(True)
+    assert committed_effects(other_connection) == {1, 101}
+
+    held_block(2)
+    transactions.send_held_commit("default")
+    assert committed_effects(other_connection) == {1, 101, 2, 102}
+    transactions.send_held_commit("default")  # nothing held: nothing sent
+    assert_connection_at_rest()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_statement_between_blocks_sends_the_held_commit_first(other_connection):
+    held_block(1)
+    assert Effect.objects.count() == 2  # through Django's cursor
+    assert committed_effects(other_connection) == {1, 101}
+    assert len(connection.execute_wrappers) == 0
+
+    # So does a plain atomic() block: the commit goes before it begins.
+    held_block(2)
+    with transaction.atomic():
+        Effect.objects.create(job_id=3)
+        assert committed_effects(other_connection) == {1, 101, 2, 102}
+        transaction.set_rollback(True)
+    assert committed_effects(other_connection) == {1, 101, 2, 102}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_commit_is_not_held_without_a_deferred_statement_or_with_on_commit(
+    other_connection,
+):
+    with JobTransaction("default", hold_commit=True):
+        Effect.objects.create(job_id=1)
+    assert committed_effects(other_connection) == {1}
+
+    calls = []
+    with JobTransaction("default", hold_commit=True) as job_transaction:
+        Effect.objects.create(job_id=2)
+        transaction.on_commit(lambda: calls.append(committed_effects(other_connection)))
+        job_transaction.defer(INSERT_EFFECT, {"id": 102})
+    assert calls == [{1, 2, 102}]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_held_commit_that_fails_rolls_its_job_back_and_raises_in_the_next_block(
+    other_connection,
+):
+    with JobTransaction("default", hold_commit=True) as job_transaction:
+        Effect.objects.create(job_id=1)
+        job_transaction.defer(INSERT_EFFECT, {"id": 1})  # a duplicate: fails when sent
+
+    with pytest.raises(IntegrityError), JobTransaction("default"):
+        Effect.objects.create(job_id=2)
+
+    assert committed_effects(other_connection) == set()
+    assert_connection_at_rest()
+    Effect.objects.create(job_id=3)
+    assert committed_effects(other_connection) == {3}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_held_commit_dies_with_its_connection(other_connection, caplog):
+    held_block(1)
+    connection.close()
+
+    with JobTransaction("default"):
+        Effect.objects.create(job_id=2)
+
+    assert "connection closed first" in caplog.text
+    assert committed_effects(other_connection) == {2}
+    assert_connection_at_rest()
