@@ -54,12 +54,15 @@ def test_an_exception_rolls_everything_back_and_propagates(other_connection):
 
 @pytest.mark.django_db(transaction=True)
 def test_set_rollback_rolls_back(other_connection):
+    connection.ensure_connection()
+    driver_connection = connection.connection
     with JobTransaction("default"):
         Effect.objects.create(job_id=1)
         transaction.set_rollback(True)
 
     assert committed_effects(other_connection) == set()
     assert_connection_at_rest()
+    assert connection.connection is driver_connection  # rolled back, not closed
 
 
 @pytest.mark.django_db(transaction=True)
