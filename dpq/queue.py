@@ -347,13 +347,17 @@ class Queue:
         prepared = getattr(connection, _PREPARED_CLAIM, None)
         if limit == 1 and prepared is not None and prepared[0] is connection.connection:
             statement = prepared[1]
+        params = {"queue": self.name, "exclude_ids": list(exclude_ids), "limit": limit}
+        job_transaction = transactions.current(self.using)
         try:
-            rows = sql.fetch_all(
-                self.using,
-                statement,
-                {"queue": self.name, "exclude_ids": list(exclude_ids), "limit": limit},
-                job_table=self.job_table,
-            )
+            if job_transaction is not None:
+                rows = job_transaction.fetch_all(
+                    sql.render(statement, self.job_table), params
+                )
+            else:
+                rows = sql.fetch_all(
+                    self.using, statement, params, job_table=self.job_table
+                )
         except DatabaseError as exc:
             if getattr(exc.__cause__, "pgcode", None) == INVALID_SQL_STATEMENT_NAME:
                 self._lost_prepared_claim(connection)
@@ -416,12 +420,15 @@ class Queue:
             if clear_start:
                 sql.execute(self.using, sql.CLEAR_JOB_STARTS, {"ids": [job.id]})
             return self._succeeded(job, retval, time.monotonic() - started)
-        with connection.cursor() as cursor:
-            cursor.execute(sql.OPEN_JOB_SAVEPOINT)
-            retval, exc = self._run_in_savepoint(job, cursor)
-            if exc is not None:
-                self._put_back(job, exc, give_up=False)
-                return job, None, exc
+        job_transaction = transactions.current(self.using)
+        if job_transaction is not None:
+            job_transaction.fetch_all(sql.OPEN_JOB_SAVEPOINT)
+        else:
+            sql.execute(self.using, sql.OPEN_JOB_SAVEPOINT)
+        retval, exc = self._run_in_savepoint(job, connection)
+        if exc is not None:
+            self._put_back(job, exc, give_up=False)
+            return job, None, exc
         # Keep the task's writes (and forget the start) in one round trip; in the worker's
         # JobTransaction, the same round trip as the commit (and the next job's claim).
         if clear_start:
@@ -431,7 +438,6 @@ class Queue:
             params: dict[str, Any] | None = {"ids": [job.id]}
         else:
             release, params = sql.RELEASE_JOB_SAVEPOINT, None
-        job_transaction = transactions.current(self.using)
         if job_transaction is not None:
             job_transaction.defer(release, params)
         else:
@@ -439,7 +445,7 @@ class Queue:
         return self._succeeded(job, retval, time.monotonic() - started)
 
     def _run_in_savepoint(
-        self, job: BaseJob, cursor: Any
+        self, job: BaseJob, connection: Any
     ) -> tuple[Any, Exception | None]:
         """Run the job's task in the open savepoint ``dpq_job``; on failure roll back to it.
 
@@ -447,7 +453,6 @@ class Queue:
         trip with the next statement. Django's bookkeeping is kept right by hand: callbacks
         the task registered with ``on_commit`` are dropped with its writes.
         """
-        connection = cursor.db
         callbacks = len(connection.run_on_commit)
         try:
             retval = self.run_job(job)
@@ -464,7 +469,7 @@ class Queue:
             # Reset first: after an ORM error Django refuses every statement, the rollback
             # to our savepoint included, while needs_rollback is set.
             connection.needs_rollback = False
-            cursor.execute(sql.ROLLBACK_JOB_SAVEPOINT)
+            sql.execute(self.using, sql.ROLLBACK_JOB_SAVEPOINT)
             del connection.run_on_commit[callbacks:]
             return None, exc
         return retval, None
@@ -672,7 +677,7 @@ class Queue:
                 cursor.execute(sql.NEXT_JOB_SAVEPOINT if n else sql.OPEN_JOB_SAVEPOINT)
                 signals.job_started.send(sender=type(self), queue=self, job=job)
                 started = time.monotonic()
-                retval, exc = self._run_in_savepoint(job, cursor)
+                retval, exc = self._run_in_savepoint(job, connection)
                 if exc is not None:
                     self._put_back(job, exc, give_up=False, in_batch=True)
                     results.append((job, None, exc))

@@ -211,21 +211,64 @@ class JobTransaction:
         self, execute: Any, statement: Any, params: Any, many: bool, context: Any
     ) -> Any:
         if not self.begun:
-            self.begun = True
-            held, self._held = self._held, None
-            begin: tuple[str, Any] = (sql.BEGIN_TRANSACTION, None)
-            if held is not None:
-                begin = _in_front(*held, *begin) or begin
-            joined = (
-                _in_front(*begin, statement, params)
-                if isinstance(statement, str) and not many
-                else None
-            )
+            joinable = isinstance(statement, str) and not many
+            before, joined = self._begin(statement if joinable else "", params)
+            if before is not None:
+                with context["connection"].wrap_database_errors:
+                    context["cursor"].cursor.execute(*before)
             if joined is not None:
                 return execute(*joined, many, context)
-            with context["connection"].wrap_database_errors:
-                context["cursor"].cursor.execute(*begin)
         return execute(statement, params, many, context)
+
+    def _begin(
+        self, statement: str, params: Any
+    ) -> tuple[tuple[str, Any] | None, tuple[str, Any] | None]:
+        """The block's first statement: (what to send before it, it joined with BEGIN).
+
+        BEGIN, and in front of it a commit held by the block before, go in one text with
+        ``statement`` when their parameters allow (and ``statement`` is not empty).
+        """
+        self.begun = True
+        begin: tuple[str, Any] = (sql.BEGIN_TRANSACTION, None)
+        if self._held is not None:
+            held_statement, held_params = self._held
+            begin = (f"{held_statement}; {sql.BEGIN_TRANSACTION}", held_params)
+            self._held = None
+        joined = _in_front(*begin, statement, params) if statement else None
+        return (None, joined) if joined is not None else (begin, None)
+
+    def fetch_all(self, statement: str, params: Any = None) -> list[tuple]:
+        """Run one of dpq's statements in this block; return its rows ([] if it has none).
+
+        The worker's claim and savepoint go straight to the driver's cursor (errors still
+        become Django's): Django's cursor wrapper costs about as much Python as the rest of
+        a short job's bookkeeping. Through Django's cursor when something watches the
+        connection's statements: the query log (DEBUG, assertNumQueries) or an execute
+        wrapper.
+        """
+        connection = connections[self.using]
+        direct = (
+            self._atomic is None
+            and not connection.queries_logged
+            and len(connection.execute_wrappers) == 1
+        )
+        if not direct:
+            with connection.cursor() as cursor:
+                cursor.execute(statement, params)
+                return cursor.fetchall() if cursor.description else []
+        before = None
+        if not self.begun:
+            before, joined = self._begin(statement, params)
+            statement, params = joined or (statement, params)
+        with connection.wrap_database_errors:
+            cursor = connection.create_cursor()
+            try:
+                if before is not None:
+                    cursor.execute(*before)
+                cursor.execute(statement, params)
+                return cursor.fetchall() if cursor.description else []
+            finally:
+                cursor.close()
 
     def defer(self, statement: str, params: Any = None) -> None:
         """Send ``statement`` with the commit (at once when this block is a plain atomic()).

@@ -6,8 +6,15 @@ import contextlib
 
 import psycopg2
 import pytest
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    ProgrammingError,
+    connection,
+    transaction,
+)
 from django.db.transaction import TransactionManagementError
+from django.test.utils import CaptureQueriesContext
 
 from dpq import sql, transactions
 from dpq.transactions import JobTransaction
@@ -306,4 +313,52 @@ def test_a_held_commit_dies_with_its_connection(other_connection, caplog):
 
     assert "connection closed first" in caplog.text
     assert committed_effects(other_connection) == {2}
+    assert_connection_at_rest()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fetch_all_sends_the_held_commit_and_begin_in_front(other_connection):
+    held_block(1)
+    with JobTransaction("default") as job_transaction:
+        assert job_transaction.fetch_all("SELECT %(x)s", {"x": 5}) == [(5,)]
+        assert committed_effects(other_connection) == {1, 101}
+        assert job_transaction.fetch_all(INSERT_NOTE, {"n": 2}) == []
+        assert connection.connection.info.transaction_status == (
+            psycopg2.extensions.TRANSACTION_STATUS_INTRANS
+        )
+        transaction.set_rollback(True)
+    assert committed_effects(other_connection) == {1, 101}
+    assert_connection_at_rest()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_fetch_all_goes_through_djangos_cursor_when_statements_are_watched():
+    sent: list[str] = []
+    with JobTransaction("default") as job_transaction, spy(sent):
+        job_transaction.fetch_all("SELECT 1")
+    assert sent == [f"{sql.BEGIN_TRANSACTION}; SELECT 1"]
+
+    with CaptureQueriesContext(connection) as queries:
+        with JobTransaction("default") as job_transaction:
+            job_transaction.fetch_all("SELECT 2")
+    assert f"{sql.BEGIN_TRANSACTION}; SELECT 2" in [q["sql"] for q in queries]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("use_tz", [True, False])
+def test_fetch_all_on_the_driver_behaves_as_djangos_cursor(use_tz, settings):
+    settings.USE_TZ = use_tz
+    statement = "SELECT %(at)s::timestamptz"
+    params = {"at": "2026-01-02 03:04:05+00"}
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        expected = cursor.fetchall()
+    with JobTransaction("default") as job_transaction:
+        assert job_transaction.fetch_all(statement, params) == expected
+        assert (expected[0][0].tzinfo is not None) == use_tz
+        # Errors are Django's, as through its cursor.
+        with pytest.raises(ProgrammingError) as caught:
+            job_transaction.fetch_all("SELECT * FROM dpq_no_such_table")
+        assert isinstance(caught.value.__cause__, psycopg2.errors.UndefinedTable)
+        transaction.set_rollback(True)
     assert_connection_at_rest()

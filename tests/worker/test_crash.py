@@ -13,7 +13,7 @@ from tests.queues import queue, worker_queue
 from tests.testapp.models import Effect
 from tests.worker.conftest import claimed_when_the_worker_died
 
-JOBS = 1500
+JOBS = 4000
 KILLS = 20
 
 
