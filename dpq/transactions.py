@@ -175,11 +175,13 @@ class JobTransaction:
         self._held: tuple[str, Any] | None = None
         self._deferred: tuple[str, Any] | None = None
         self._atomic: Any = None
+        # This thread's DatabaseWrapper for ``using``, once entered.
+        self._connection: Any = None
         # Stands for this block in connection.atomic_blocks (read by durable blocks).
         self._marker = transaction.Atomic(using, savepoint=False, durable=False)
 
     def __enter__(self) -> JobTransaction:
-        connection = connections[self.using]
+        connection = self._connection = connections[self.using]
         held: HeldCommit | None = getattr(connection, _HELD, None)
         if connection.in_atomic_block or not connection.get_autocommit():
             if held is not None:
@@ -246,7 +248,7 @@ class JobTransaction:
         connection's statements: the query log (DEBUG, assertNumQueries) or an execute
         wrapper.
         """
-        connection = connections[self.using]
+        connection = self._connection
         direct = (
             self._atomic is None
             and not connection.queries_logged
@@ -279,7 +281,7 @@ class JobTransaction:
         if self._atomic is not None or not self.begun:
             earlier, self._deferred = (statement, params), None
         if earlier is not None:
-            with connections[self.using].cursor() as cursor:
+            with self._connection.cursor() as cursor:
                 cursor.execute(*earlier)
 
     def __exit__(
@@ -291,7 +293,7 @@ class JobTransaction:
         if self._atomic is not None:
             self._atomic.__exit__(exc_type, exc_value, traceback)
             return
-        connection = connections[self.using]
+        connection = self._connection
         connection.execute_wrappers.remove(self._begin_with_first_statement)
         delattr(connection, _ATTRIBUTE)
         connection.atomic_blocks.pop()
