@@ -3,10 +3,11 @@ transaction with a single statement and committing. No Django, no task call, no 
 what PostgreSQL and the driver allow on this machine, measured on the same table.
 
 Two more shapes of the same loop split the gap between the limit and an at-least-once
-worker: "savepoint" sends the statements an at-least-once run needs (the claim with BEGIN, a
-SAVEPOINT for the task, its RELEASE with the COMMIT), "dpq" does the same with dpq's own
-one-job claim (start counts and the row's earlier lock in RETURNING). What a worker loses
-beyond "dpq" is its own Python.
+worker: "savepoint" sends the statements an at-least-once worker thread sends (the claim with
+BEGIN and, in front, the last job's RELEASE SAVEPOINT and COMMIT; then a SAVEPOINT for the
+task), "dpq" does the same with dpq's own one-job claim, prepared as a worker prepares it
+(start counts and the row's earlier lock in RETURNING). What a worker loses beyond "dpq" is
+its own Python.
 """
 
 from __future__ import annotations
@@ -35,7 +36,13 @@ SHAPES = ("claim", "savepoint", "dpq")
 
 
 def _loop(
-    dsn: str, queue: str, shape: str, claim: str, ready: Any, results: Any
+    dsn: str,
+    queue: str,
+    shape: str,
+    claim: str,
+    prepare: str,
+    ready: Any,
+    results: Any,
 ) -> None:
     conn = psycopg2.connect(dsn)
     if shape != "claim":
@@ -44,7 +51,7 @@ def _loop(
     params = {"queue": queue, "exclude_ids": []}
     try:
         with conn.cursor() as cursor:
-            cursor.execute("SELECT 1")
+            cursor.execute(prepare or "SELECT 1")
         if shape == "claim":
             conn.commit()
         ready.wait()
@@ -52,19 +59,25 @@ def _loop(
         first = time.time()
         last = first
         with conn.cursor() as cursor:
+            held = ""
             while True:
                 if shape == "claim":
                     cursor.execute(claim, params)
                     row = cursor.fetchone()
                     conn.commit()
                 else:
-                    cursor.execute("BEGIN; " + claim, params)
+                    # The last job's RELEASE and COMMIT go with this job's claim.
+                    cursor.execute(f"{held}BEGIN; {claim}", params)
                     row = cursor.fetchone()
+                    if held:
+                        claimed += 1
+                        last = time.time()
                     if row is None:
                         cursor.execute("ROLLBACK")
-                    else:
-                        cursor.execute("SAVEPOINT dpq_job")
-                        cursor.execute("RELEASE SAVEPOINT dpq_job; COMMIT")
+                        break
+                    cursor.execute("SAVEPOINT dpq_job")
+                    held = "RELEASE SAVEPOINT dpq_job; COMMIT; "
+                    continue
                 if row is None:
                     break
                 claimed += 1
@@ -75,16 +88,21 @@ def _loop(
 
 
 def drain(
-    dsn: str, queue: str, connections: int, shape: str = "claim", dpq_claim: str = ""
+    dsn: str,
+    queue: str,
+    connections: int,
+    shape: str = "claim",
+    dpq_claim: tuple[str, str] = ("", ""),
 ) -> tuple[float, int]:
     """Drain the queue with ``connections`` processes; return (seconds, jobs claimed).
 
-    ``shape`` is one of SHAPES; "dpq" needs ``dpq_claim``, dpq's one-job claim rendered.
+    ``shape`` is one of SHAPES; "dpq" needs ``dpq_claim``, dpq's one-job claim as a worker
+    thread sends it: (the PREPARE run once per connection, the EXECUTE).
     The time runs from the moment all processes are connected and released to the last
     successful claim's commit: connecting and process start-up are left out.
     """
-    claim = dpq_claim if shape == "dpq" else CLAIM_ONE
-    return run_processes(connections, _loop, (dsn, queue, shape, claim))
+    prepare, claim = dpq_claim if shape == "dpq" else ("", CLAIM_ONE)
+    return run_processes(connections, _loop, (dsn, queue, shape, claim, prepare))
 
 
 def run_processes(

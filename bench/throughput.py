@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from bench import bare, harness, original, queues
 from bench.report import Figure, Target
@@ -190,15 +190,17 @@ def drain_figures(
 
         return case
 
+    prepare, execute = sql.prepared_claim()
+    with connection.cursor() as cursor:
+        dpq_claim = (prepare.as_string(cursor.cursor), execute)
+
     def shape_case(shape: str) -> Callable[[], float]:
         def case() -> float:
             jobs = jobs_for(8)
             harness.reset()
             harness.insert_jobs(jobs)
             harness.settle()
-            seconds, claimed = bare.drain(
-                dsn, queues.NAME, 8, shape, sql.render(sql.CLAIM_JOB)
-            )
+            seconds, claimed = bare.drain(dsn, queues.NAME, 8, shape, dpq_claim)
             if claimed != jobs:
                 raise RuntimeError(f"the {shape} loop claimed {claimed} of {jobs} jobs")
             return jobs / seconds
@@ -256,8 +258,8 @@ def drain_figures(
             )
         )
     shape_labels = {
-        "savepoint": "at-least-once statements: BEGIN+claim, SAVEPOINT, RELEASE+COMMIT",
-        "dpq": "the same with dpq's claim statement",
+        "savepoint": "at-least-once statements: RELEASE+COMMIT+BEGIN+claim, SAVEPOINT",
+        "dpq": "the same with dpq's claim statement, prepared",
     }
     for shape, label in shape_labels.items():
         s = samples.get(f"shape:{shape}")
