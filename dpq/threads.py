@@ -73,13 +73,10 @@ class SoloGate:
                 self._cond.wait()
             self._shared += 1
 
-    def try_acquire_shared(self) -> bool:
-        """acquire_shared() if it would not wait; False (not acquired) if it would."""
+    def exclusive_waiting(self) -> bool:
+        """Whether a suspect waits to run alone (for the shared holders to let go)."""
         with self._cond:
-            if self._exclusive or self._waiting:
-                return False
-            self._shared += 1
-            return True
+            return self._waiting > 0
 
     def release_shared(self) -> None:
         with self._cond:
@@ -115,6 +112,9 @@ class WorkerThread(threading.Thread):
         # the current claim began: a lost connection can then be explained.
         self.idle_timeout = 0.0
         self.claim_started = 0.0
+        # Holding the solo gate shared past the end of run_one(): the last job's commit is
+        # held for the next claim, and a suspect must not run until it is sent.
+        self.holds_gate = False
 
     def run(self) -> None:
         pool = self.pool
@@ -138,12 +138,16 @@ class WorkerThread(threading.Thread):
                     break
                 pool.idle(self)
         finally:
-            self.send_held_commit()
+            self.commit_held_job()
             connections[pool.queue.using].close()
             pool.thread_finished(self)
 
-    def send_held_commit(self) -> None:
-        """Commit the last job now if its commit is still waiting for the next claim."""
+    def commit_held_job(self) -> None:
+        """Commit the last job now if its commit waits for the next claim; let go of the gate.
+
+        Before the thread waits, stops or reconnects, and when a suspect waits to run alone:
+        if the suspect kills the process, no other job's work may go down with it.
+        """
         try:
             transactions.send_held_commit(self.pool.queue.using)
         except DatabaseError:
@@ -153,6 +157,10 @@ class WorkerThread(threading.Thread):
                 self.role,
                 exc_info=True,
             )
+        finally:
+            if self.holds_gate:
+                self.holds_gate = False
+                self.pool.gate.release_shared()
 
     def ensure_connection(self) -> None:
         connection = connections[self.pool.queue.using]
@@ -190,10 +198,11 @@ class WorkerThread(threading.Thread):
                 pool.gate.release_shared()
             return True
         suspect = None
-        if not pool.gate.try_acquire_shared():
-            # A suspect waits to run alone: the last job's commit must not wait with it.
-            self.send_held_commit()
+        if self.holds_gate and pool.gate.exclusive_waiting():
+            self.commit_held_job()
+        if not self.holds_gate:
             pool.gate.acquire_shared()
+            self.holds_gate = True
         try:
             # transaction.atomic(), with BEGIN sent with the claim, and the job's COMMIT
             # held to go with the next job's claim (or sent alone by send_held_commit()).
@@ -217,7 +226,9 @@ class WorkerThread(threading.Thread):
                         queue.process_job(job, solo=pool.options.threads == 1)
                     )
         finally:
-            pool.gate.release_shared()
+            if not transactions.holds_commit(queue.using):
+                pool.gate.release_shared()
+                self.holds_gate = False
         if suspect is not None:
             return self.run_suspect(suspect)
         return True
@@ -341,7 +352,7 @@ class WorkerThread(threading.Thread):
                 self.role,
                 delay,
             )
-        self.send_held_commit()
+        self.commit_held_job()
         connection.close()
         self.pool.stopping.wait(delay)
 
