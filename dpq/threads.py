@@ -74,9 +74,12 @@ class SoloGate:
             self._shared += 1
 
     def exclusive_waiting(self) -> bool:
-        """Whether a suspect waits to run alone (for the shared holders to let go)."""
-        with self._cond:
-            return self._waiting > 0
+        """Whether a suspect waits to run alone (for the shared holders to let go).
+
+        Read without the lock (asked once per job): a suspect that starts waiting just
+        after is seen at the thread's next job.
+        """
+        return self._waiting > 0
 
     def release_shared(self) -> None:
         with self._cond:

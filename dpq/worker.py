@@ -128,6 +128,11 @@ class WorkerPool:
 
     def wake_one(self) -> None:
         """Wake one idle thread; remembered if none is idle, so a wake-up is never lost."""
+        # While every thread is busy and as many wake-ups wait as there are threads (a
+        # drain: each claim calls this), the lock would be taken to do nothing. Any thread
+        # that goes idle then takes a waiting wake-up instead of sleeping.
+        if not self._idle and self._pending_wakes >= self.options.threads:
+            return
         with self._lock:
             if self._idle:
                 self._idle.pop().wake.set()
