@@ -208,7 +208,7 @@ class WorkerThread(threading.Thread):
             self.holds_gate = True
         try:
             # transaction.atomic(), with BEGIN sent with the claim, and the job's COMMIT
-            # held to go with the next job's claim (or sent alone by send_held_commit()).
+            # held to go with the next job's claim (or sent alone by commit_held_job()).
             with JobTransaction(queue.using, hold_commit=True):
                 jobs = queue.claim()
                 self.claim_started = claim_started
