@@ -243,8 +243,8 @@ class JobTransaction:
         """Run one of dpq's statements in this block; return its rows ([] if it has none).
 
         The worker's claim and savepoint go straight to the driver's cursor (errors still
-        become Django's): Django's cursor wrapper costs about as much Python as the rest of
-        a short job's bookkeeping. Through Django's cursor when something watches the
+        become Django's): Django's cursor wrapper cost a worker thread about 14 µs of CPU per
+        job, a seventh of it. Through Django's cursor when something watches the
         connection's statements: the query log (DEBUG, assertNumQueries) or an execute
         wrapper.
         """
