@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 
-from dpq.models import Job, JobState
+from dpq.models import CLAIM_COLUMNS, BaseJob, Job, JobState
 from tests import tasks
 from tests.conftest import wait_until
 
@@ -270,3 +270,49 @@ def test_delete_jobs_skips_a_running_job(running_job):
     result = Job.objects.delete_jobs([running_job.id])
 
     assert (result.deleted, result.skipped_running, result.missing) == (0, 1, 0)
+
+
+# --- Building claimed jobs ------------------------------------------------------------------
+
+
+class NotedJob(BaseJob):
+    """A job model whose fields are not the claim's columns in their order.
+
+    A field of its own, and ``priority`` declared again (which moves it after the others).
+    """
+
+    priority = models.IntegerField(default=5)
+    note = models.TextField(default="none")
+
+    class Meta:
+        app_label = "testapp"
+        db_table = "testapp_notedjob"
+        managed = False
+
+
+def test_a_job_model_with_other_fields_is_built_from_a_claim_by_name():
+    now = timezone.now()
+    row = (7, now, now + HOUR, 3, "record", '{"a": 1}', "default", 2, "boom", None)
+    row += (4, 1, 123, 456)  # starts, solo starts, earlier xmax, claim's transaction id
+
+    assert not NotedJob._claim_columns_are_fields()
+    noted = NotedJob.from_claim_row(row)
+    job = Job.from_claim_row(row)  # the positional path
+
+    for name in CLAIM_COLUMNS:
+        assert getattr(noted, name) == getattr(job, name), name
+    assert (noted.id, noted.execute_at, noted.args, noted.attempts) == (
+        7,
+        now + HOUR,
+        {"a": 1},
+        2,
+    )
+    assert noted.note == "none"
+    assert (noted.starts, noted.solo_starts, noted.held_by, noted.claim_xid) == (
+        4,
+        1,
+        123,
+        456,
+    )
+    assert noted.claimed_args == '{"a": 1}'
+    assert not noted._state.adding
