@@ -348,7 +348,7 @@ class Queue:
         if limit == 1 and prepared is not None and prepared[0] is connection.connection:
             statement = prepared[1]
         params = {"queue": self.name, "exclude_ids": list(exclude_ids), "limit": limit}
-        job_transaction = transactions.current(self.using)
+        job_transaction = transactions.open_on(connection)
         try:
             if job_transaction is not None:
                 rows = job_transaction.fetch_all(
@@ -420,7 +420,7 @@ class Queue:
             if clear_start:
                 sql.execute(self.using, sql.CLEAR_JOB_STARTS, {"ids": [job.id]})
             return self._succeeded(job, retval, time.monotonic() - started)
-        job_transaction = transactions.current(self.using)
+        job_transaction = transactions.open_on(connection)
         if job_transaction is not None:
             job_transaction.fetch_all(sql.OPEN_JOB_SAVEPOINT)
         else:

@@ -122,8 +122,9 @@ FIND_DEAD_CLAIMS = (
 # rest. Same index walk as CLAIM_JOBS.
 LOCK_JOBS = (
     """
-    SELECT j.id, j.created_at, j.execute_at, j.priority, j.task, j.args, j.queue, j.attempts,
-           j.last_error, j.failed_at,"""
+    SELECT """
+    + _JOB_COLUMNS_OF_J
+    + ","
     + _CLAIM_EXTRA_COLUMNS.replace(
         "{held_by}",
         # A batch that committed leaves the jobs it did not get to locked by a committed
@@ -169,7 +170,8 @@ RECORD_JOB_FAILURE = """
 """
 
 # The worker's transaction around a claim (dpq.transactions.JobTransaction) sends these itself,
-# each with a neighbouring statement: BEGIN with the claim, COMMIT with the release.
+# each with a neighbouring statement: BEGIN with the claim, COMMIT with the release (and, in a
+# worker thread, with the next job's claim).
 BEGIN_TRANSACTION = "BEGIN"
 COMMIT_TRANSACTION = "COMMIT"
 ROLLBACK_TRANSACTION = "ROLLBACK"

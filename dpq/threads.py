@@ -165,7 +165,8 @@ class WorkerThread(threading.Thread):
                 self.holds_gate = False
                 self.pool.gate.release_shared()
 
-    def ensure_connection(self) -> None:
+    def ensure_connection(self) -> Any:
+        """This thread's DatabaseWrapper, connected and set up as a worker's."""
         connection = connections[self.pool.queue.using]
         if connection.connection is None or connection.connection.closed:
             connection.ensure_connection()
@@ -174,14 +175,15 @@ class WorkerThread(threading.Thread):
                 cursor.execute(sql.SET_WORKER_CONNECTION, {"name": name})
                 self.idle_timeout = cursor.fetchone()[1] / 1000
             self.pool.queue.prepare_claim()
+        return connection
 
     def run_one(self) -> bool:
         """Claim one job and run it; False when no job was ready."""
         pool = self.pool
         queue = pool.queue
-        self.ensure_connection()
+        connection = self.ensure_connection()
         claim_started = time.monotonic()
-        if not transactions.holds_commit(queue.using):
+        if not transactions.holds_commit(connection):
             self.claim_started = claim_started
         # else: the transaction open on the connection is the last job's, until the claim
         # sends its commit.
@@ -229,7 +231,7 @@ class WorkerThread(threading.Thread):
                         queue.process_job(job, solo=pool.options.threads == 1)
                     )
         finally:
-            if not transactions.holds_commit(queue.using):
+            if not transactions.holds_commit(connection):
                 pool.gate.release_shared()
                 self.holds_gate = False
         if suspect is not None:

@@ -43,12 +43,17 @@ _HELD = "dpq_held_commit"
 
 def current(using: str) -> JobTransaction | None:
     """The JobTransaction open on this thread's connection ``using``, if any."""
-    return getattr(connections[using], _ATTRIBUTE, None)
+    return open_on(connections[using])
 
 
-def holds_commit(using: str) -> bool:
-    """Whether a finished JobTransaction's commit waits on this thread's connection."""
-    return hasattr(connections[using], _HELD)
+def open_on(connection: Any) -> JobTransaction | None:
+    """The JobTransaction open on ``connection`` (a DatabaseWrapper), if any."""
+    return getattr(connection, _ATTRIBUTE, None)
+
+
+def holds_commit(connection: Any) -> bool:
+    """Whether a finished JobTransaction's commit waits on ``connection`` (a DatabaseWrapper)."""
+    return hasattr(connection, _HELD)
 
 
 def send_held_commit(using: str) -> None:

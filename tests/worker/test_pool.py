@@ -11,13 +11,18 @@ from tests.testapp.models import Effect
 from tests.worker.conftest import HOST
 
 
+def worker_after_one_job(worker_process, threads: int):
+    """A worker that has run one job, and the application_name prefix of its connections."""
+    job = queue.enqueue("record")
+    worker = worker_process(threads=threads)
+    wait_until(lambda: Effect.objects.filter(job_id=job.id).exists())
+    return worker, f"dpq:default:{HOST}:{worker.pid}"
+
+
 @pytest.mark.django_db(transaction=True)
 def test_threads_open_one_connection_each_plus_listen(worker_process):
-    job = queue.enqueue("record")
-    worker = worker_process(threads=4)
+    worker, prefix = worker_after_one_job(worker_process, threads=4)
 
-    wait_until(lambda: Effect.objects.filter(job_id=job.id).exists())
-    prefix = f"dpq:default:{HOST}:{worker.pid}"
     expected = {f"{prefix}:t{n}" for n in range(1, 5)} | {f"{prefix}:listen"}
     wait_until(lambda: set(worker.connections()) == expected)
     assert len(set(worker.connections().values())) == 4 + 1
@@ -27,11 +32,8 @@ def test_threads_open_one_connection_each_plus_listen(worker_process):
 @pytest.mark.django_db(transaction=True)
 def test_a_single_thread_opens_the_crash_accounting_connection(worker_process):
     # Every start of a one-thread worker runs alone, so each is recorded before it runs.
-    job = queue.enqueue("record")
-    worker = worker_process(threads=1)
+    worker, prefix = worker_after_one_job(worker_process, threads=1)
 
-    wait_until(lambda: Effect.objects.filter(job_id=job.id).exists())
-    prefix = f"dpq:default:{HOST}:{worker.pid}"
     expected = {f"{prefix}:t1", f"{prefix}:listen", f"{prefix}:starts"}
     wait_until(lambda: set(worker.connections()) == expected)
 
