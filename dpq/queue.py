@@ -607,14 +607,17 @@ class Queue:
         """Build the claimed jobs, and count the deaths the claim found before any runs.
 
         A job whose earlier claim rolled back with its worker gets one more start, written
-        now: this claim's lock replaces the evidence, and this run may die too.
+        now: this claim's lock replaces the evidence, and this run may die too. A job that
+        another transaction held is given its start counts as they are now (that holder
+        may have written them after the claim's snapshot).
         """
         jobs = [self.job_model.from_claim_row(row) for row in rows]
         held = [job for job in jobs if job.held_by]
         if not held or not self.has_crash_accounting:
             return jobs
-        dead = dict(
-            sql.fetch_all(
+        found = {
+            job_id: (dead, starts, solo_starts)
+            for job_id, dead, starts, solo_starts in sql.fetch_all(
                 self.using,
                 sql.FIND_DEAD_CLAIMS,
                 {
@@ -622,8 +625,11 @@ class Queue:
                     "held_by": [job.held_by for job in held],
                 },
             )
-        )
-        deaths = [job for job in held if job.id in dead]
+        }
+        dead = {}
+        for job in held:
+            dead[job.id], job.starts, job.solo_starts = found[job.id]
+        deaths = [job for job in held if dead[job.id] is not None]
         if deaths:
             self.start_recorder.record(
                 [StartCount(job.id, 1, 0, dead[job.id]) for job in deaths],

@@ -101,19 +101,24 @@ _FULL_XID = """GREATEST(0, txid_current()
 # but the row keeps the dead transaction's id in xmax (the lock it took), marked aborted in
 # the commit log, until another transaction locks or changes the row. A claim returns that
 # xmax; for the rows where it is not 0 (rare: a fresh or put-back row has none), this asks
-# whether the transaction rolled back and whether the start record already counted it, and
-# returns the dead claim's 64-bit transaction id for each death not counted yet. Runs in the
-# claim's transaction. Any lock that rolled back counts (the job then runs alone once).
+# whether the transaction rolled back and whether the start record already counted it. It
+# returns, for each such row, the dead claim's 64-bit transaction id when it is a death not
+# counted yet (else NULL), and the row's start counts as they are now: the claim read them
+# with its snapshot, from before the lock it waited out, and the transaction that held the
+# row may have written them since. Runs in the claim's transaction. Any lock that rolled back
+# counts (the job then runs alone once).
 FIND_DEAD_CLAIMS = (
     """
-    SELECT t.job_id, x.held
+    SELECT t.job_id,
+           CASE WHEN txid_status(x.held) = 'aborted' AND x.held IS DISTINCT FROM s.claim_xid
+                THEN x.held END,
+           COALESCE(s.starts, 0), COALESCE(s.solo_starts, 0)
     FROM unnest(%(ids)s::bigint[], %(held_by)s::bigint[]) AS t(job_id, held_by)
     CROSS JOIN LATERAL (SELECT """
     + _FULL_XID.replace("{xmax}", "t.held_by")
     + """) AS x(held)
     LEFT JOIN {start_table} s ON s.job_id = t.job_id
-    WHERE t.held_by <> 0 AND txid_status(x.held) = 'aborted'
-      AND x.held IS DISTINCT FROM s.claim_xid
+    WHERE t.held_by <> 0
 """
 )
 

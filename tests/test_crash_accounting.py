@@ -249,6 +249,33 @@ def test_a_claim_given_back_on_purpose_is_not_counted_as_a_death(accounted_queue
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_claim_reads_the_start_counts_written_while_it_waited_for_the_row(
+    accounted_queue,
+):
+    # A suspect given back: its record counts a death and names the given-back claim.
+    job = accounted_queue.enqueue("record")
+    claim_and_die()
+    with transaction.atomic():
+        (claimed,) = accounted_queue.claim()
+        accounted_queue.give_back(claimed)
+        transaction.set_rollback(True)
+
+    # A claim whose snapshot was taken before that record was written (another worker's,
+    # racing the give-back) returns no starts; the row still says another claim held it.
+    with transaction.atomic():
+        (row,) = sql.fetch_all(
+            "default", sql.CLAIM_JOB, {"queue": "default", "exclude_ids": []}
+        )
+        stale = (*row[:10], 0, 0, *row[12:])
+        (again,) = accounted_queue._claimed([stale])
+        transaction.set_rollback(True)
+
+    # It still runs as a suspect, and clears the record when it succeeds.
+    assert (again.id, again.starts, again.solo_starts) == (job.id, 1, 0)
+    assert JobStart.objects.get(job_id=job.id).starts == 1
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_start_beside_other_jobs_writes_nothing_and_a_solo_start_is_written(
     accounted_queue,
 ):
