@@ -231,14 +231,23 @@ def test_a_claim_of_several_jobs_counts_the_death_of_the_one_that_died(accounted
     ]
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_claim_given_back_on_purpose_is_not_counted_as_a_death(accounted_queue):
-    job = accounted_queue.enqueue("record")
+def given_back_after_a_death(queue):
+    """A job that died with a claim, then was claimed and given back on purpose (a suspect).
+
+    Its start record counts the death and names the given-back claim.
+    """
+    job = queue.enqueue("record")
     claim_and_die()
     with transaction.atomic():
-        (claimed,) = accounted_queue.claim()
-        accounted_queue.give_back(claimed)
+        (claimed,) = queue.claim()
+        queue.give_back(claimed)
         transaction.set_rollback(True)
+    return job
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_given_back_on_purpose_is_not_counted_as_a_death(accounted_queue):
+    job = given_back_after_a_death(accounted_queue)
 
     with transaction.atomic():
         (again,) = accounted_queue.claim()
@@ -252,13 +261,7 @@ def test_a_claim_given_back_on_purpose_is_not_counted_as_a_death(accounted_queue
 def test_a_claim_reads_the_start_counts_written_while_it_waited_for_the_row(
     accounted_queue,
 ):
-    # A suspect given back: its record counts a death and names the given-back claim.
-    job = accounted_queue.enqueue("record")
-    claim_and_die()
-    with transaction.atomic():
-        (claimed,) = accounted_queue.claim()
-        accounted_queue.give_back(claimed)
-        transaction.set_rollback(True)
+    job = given_back_after_a_death(accounted_queue)
 
     # A claim whose snapshot was taken before that record was written (another worker's,
     # racing the give-back) returns no starts; the row still says another claim held it.
@@ -270,7 +273,7 @@ def test_a_claim_reads_the_start_counts_written_while_it_waited_for_the_row(
         (again,) = accounted_queue._claimed([stale])
         transaction.set_rollback(True)
 
-    # It still runs as a suspect, and clears the record when it succeeds.
+    # It is still a suspect (it has starts), whose successful run clears the record.
     assert (again.id, again.starts, again.solo_starts) == (job.id, 1, 0)
     assert JobStart.objects.get(job_id=job.id).starts == 1
 
