@@ -3,11 +3,11 @@ transaction with a single statement and committing. No Django, no task call, no 
 what PostgreSQL and the driver allow on this machine, measured on the same table.
 
 Two more shapes of the same loop split the gap between the limit and an at-least-once
-worker: "savepoint" sends the statements an at-least-once worker thread sends (the claim with
-BEGIN and, in front, the last job's RELEASE SAVEPOINT and COMMIT; then a SAVEPOINT for the
-task), "dpq" does the same with dpq's own one-job claim, prepared as a worker prepares it
-(start counts and the row's earlier lock in RETURNING). What a worker loses beyond "dpq" is
-its own Python.
+worker: "held" sends the statements an at-least-once worker thread sends for a task that
+sends none of its own (the claim with BEGIN and, in front, the last job's COMMIT: one round
+trip per job), "dpq" does the same with dpq's own one-job claim, prepared as a worker
+prepares it (start counts and the row's earlier lock in RETURNING). What a worker loses
+beyond "dpq" is its own Python.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ CLAIM_ONE = """
 """
 
 
-SHAPES = ("claim", "savepoint", "dpq")
+SHAPES = ("claim", "held", "dpq")
 
 
 def _loop(
@@ -66,7 +66,7 @@ def _loop(
                     row = cursor.fetchone()
                     conn.commit()
                 else:
-                    # The last job's RELEASE and COMMIT go with this job's claim.
+                    # The last job's COMMIT goes with this job's claim.
                     cursor.execute(f"{held}BEGIN; {claim}", params)
                     row = cursor.fetchone()
                     if held:
@@ -75,8 +75,7 @@ def _loop(
                     if row is None:
                         cursor.execute("ROLLBACK")
                         break
-                    cursor.execute("SAVEPOINT dpq_job")
-                    held = "RELEASE SAVEPOINT dpq_job; COMMIT; "
+                    held = "COMMIT; "
                     continue
                 if row is None:
                     break

@@ -1,4 +1,4 @@
-"""Run the dpq benchmarks and print one table (``make bench``; see docs/performance.md).
+"""Run the dpq benchmarks and print one table (``make bench``; see README.md, Performance).
 
     bench/run.py [--quick] [--only SECTION] [--rounds N]
 

@@ -258,7 +258,7 @@ def drain_figures(
             )
         )
     shape_labels = {
-        "savepoint": "at-least-once statements: RELEASE+COMMIT+BEGIN+claim, SAVEPOINT",
+        "held": "at-least-once statements: COMMIT+BEGIN+claim",
         "dpq": "the same with dpq's claim statement, prepared",
     }
     for shape, label in shape_labels.items():
@@ -275,7 +275,7 @@ def drain_figures(
                     samples["bare:8"].median,
                     note="psycopg2 only: what an at-least-once worker could reach "
                     "without its Python"
-                    if shape == "savepoint"
+                    if shape == "held"
                     else "",
                 )
             )

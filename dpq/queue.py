@@ -421,41 +421,56 @@ class Queue:
                 sql.execute(self.using, sql.CLEAR_JOB_STARTS, {"ids": [job.id]})
             return self._succeeded(job, retval, time.monotonic() - started)
         job_transaction = transactions.open_on(connection)
+        savepoint = None
         if job_transaction is not None:
-            job_transaction.fetch_all(sql.OPEN_JOB_SAVEPOINT)
+            # In the worker's JobTransaction the savepoint waits for the task's first statement.
+            savepoint = job_transaction.savepoint_for_task(sql.OPEN_JOB_SAVEPOINT)
         else:
             sql.execute(self.using, sql.OPEN_JOB_SAVEPOINT)
-        retval, exc = self._run_in_savepoint(job, connection)
+        retval, exc = self._run_in_savepoint(job, connection, savepoint)
         if exc is not None:
             self._put_back(job, exc, give_up=False)
             return job, None, exc
         # Keep the task's writes (and forget the start) in one round trip; in the worker's
         # JobTransaction, the same round trip as the commit (and the next job's claim).
+        opened = savepoint is None or savepoint.opened
+        params: dict[str, Any] | None = {"ids": [job.id]} if clear_start else None
         if clear_start:
             release = sql.render(
-                sql.RELEASE_JOB_SAVEPOINT_AND_CLEAR_START, self.job_table
+                sql.RELEASE_JOB_SAVEPOINT_AND_CLEAR_START
+                if opened
+                else sql.CLEAR_JOB_STARTS,
+                self.job_table,
             )
-            params: dict[str, Any] | None = {"ids": [job.id]}
         else:
-            release, params = sql.RELEASE_JOB_SAVEPOINT, None
+            release = sql.RELEASE_JOB_SAVEPOINT if opened else ""
         if job_transaction is not None:
-            job_transaction.defer(release, params)
+            if release:
+                job_transaction.defer(release, params)
         else:
             sql.execute(self.using, release, params)
         return self._succeeded(job, retval, time.monotonic() - started)
 
     def _run_in_savepoint(
-        self, job: BaseJob, connection: Any
+        self,
+        job: BaseJob,
+        connection: Any,
+        savepoint: transactions.TaskSavepoint | None = None,
     ) -> tuple[Any, Exception | None]:
-        """Run the job's task in the open savepoint ``dpq_job``; on failure roll back to it.
+        """Run the job's task in the savepoint ``dpq_job``; on failure roll back to it.
 
-        A savepoint of our own (not ``transaction.atomic``) lets the release share a round
-        trip with the next statement. Django's bookkeeping is kept right by hand: callbacks
-        the task registered with ``on_commit`` are dropped with its writes.
+        The savepoint is open, or, with ``savepoint``, opened by the task's first statement
+        if it sends one. A savepoint of our own (not ``transaction.atomic``) lets the release
+        share a round trip with the next statement. Django's bookkeeping is kept right by
+        hand: callbacks the task registered with ``on_commit`` are dropped with its writes.
         """
         callbacks = len(connection.run_on_commit)
         try:
-            retval = self.run_job(job)
+            try:
+                retval = self.run_job(job)
+            finally:
+                if savepoint is not None:
+                    savepoint.stop_waiting()
             if (
                 connection.needs_rollback
                 or connection.connection.info.transaction_status == TRANSACTION_IN_ERROR
@@ -469,7 +484,18 @@ class Queue:
             # Reset first: after an ORM error Django refuses every statement, the rollback
             # to our savepoint included, while needs_rollback is set.
             connection.needs_rollback = False
-            sql.execute(self.using, sql.ROLLBACK_JOB_SAVEPOINT)
+            if savepoint is None or savepoint.opened:
+                sql.execute(self.using, sql.ROLLBACK_JOB_SAVEPOINT)
+            elif connection.connection.info.transaction_status == TRANSACTION_IN_ERROR:
+                # Only a statement on a cursor TaskSavepoint cannot see gets here: nothing
+                # to roll back to, so the whole claim rolls back and the job runs again.
+                raise exceptions.DpqError(
+                    f"job {job.id}: the task's transaction is in error after a statement "
+                    "sent outside the job's savepoint (on a cursor made before the task "
+                    "started, or with a cursor_factory of its own); the job's claim is "
+                    "rolled back and it runs again. Make the task's cursors with "
+                    "connection.cursor() while it runs"
+                ) from exc
             del connection.run_on_commit[callbacks:]
             return None, exc
         return retval, None
@@ -676,14 +702,28 @@ class Queue:
                 )
                 results.append((job, None, refusal))
         done_ids: list[int] = []
+        lazy = not transactions.watched(connection)
+        # The savepoint of the job before, still open (released with the next one's opening).
+        savepoint_open = False
         with connection.cursor() as cursor:
             for n, job in enumerate(runnable):
                 if n and (time.monotonic() >= deadline or should_stop()):
                     break
-                cursor.execute(sql.NEXT_JOB_SAVEPOINT if n else sql.OPEN_JOB_SAVEPOINT)
+                statement = (
+                    sql.NEXT_JOB_SAVEPOINT if savepoint_open else sql.OPEN_JOB_SAVEPOINT
+                )
+                savepoint = None
                 signals.job_started.send(sender=type(self), queue=self, job=job)
+                if lazy:
+                    # Opened by the task's first statement, if it sends one.
+                    savepoint = transactions.TaskSavepoint(
+                        connection.connection, statement
+                    )
+                else:
+                    cursor.execute(statement)
                 started = time.monotonic()
-                retval, exc = self._run_in_savepoint(job, connection)
+                retval, exc = self._run_in_savepoint(job, connection, savepoint)
+                savepoint_open = savepoint is None or savepoint.opened
                 if exc is not None:
                     self._put_back(job, exc, give_up=False, in_batch=True)
                     results.append((job, None, exc))

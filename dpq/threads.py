@@ -215,6 +215,8 @@ class WorkerThread(threading.Thread):
                 jobs = queue.claim()
                 self.claim_started = claim_started
                 if not jobs:
+                    # Nothing claimed, nothing to commit: no commit to hold while it waits.
+                    transaction.set_rollback(True, using=queue.using)
                     return False
                 job = jobs[0]
                 pool.wake_one()

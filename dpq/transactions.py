@@ -9,10 +9,12 @@ the statement deferred to it (the release of the job's savepoint).
 
 A worker thread goes one step further: ``JobTransaction(using, hold_commit=True)`` does not
 send the ``COMMIT`` when the block ends; the connection holds it, and it goes with the next
-statement, the next job's ``BEGIN`` and claim. One job then costs two round trips: the
-previous job's commit with this one's claim, and the task's ``SAVEPOINT``. A statement sent
-through Django's cursor in between sends the held commit first; ``send_held_commit()`` sends
-it alone, as the worker does before it waits, stops or closes the connection.
+statement, the next job's ``BEGIN`` and claim. The task's ``SAVEPOINT`` goes with the task's
+first statement (``TaskSavepoint``). A job whose task does not use the database then costs
+one round trip, the previous job's commit with this one's claim; one that does, none more
+than its own statements. A statement sent through Django's cursor in between sends the held
+commit first; ``send_held_commit()`` sends it alone, as the worker does before it waits,
+stops or closes the connection.
 
 Django's own bookkeeping is set as ``atomic()`` sets it, so that inside the block everything
 behaves as it would in ``atomic()``: a nested ``atomic()`` makes a savepoint, ``on_commit()``
@@ -30,6 +32,8 @@ from types import TracebackType
 from typing import Any
 
 from django.db import DatabaseError, Error, connections, transaction
+from psycopg2.extensions import TRANSACTION_STATUS_INTRANS
+from psycopg2.extensions import cursor as DriverCursor
 
 from dpq import sql
 
@@ -49,6 +53,16 @@ def current(using: str) -> JobTransaction | None:
 def open_on(connection: Any) -> JobTransaction | None:
     """The JobTransaction open on ``connection`` (a DatabaseWrapper), if any."""
     return getattr(connection, _ATTRIBUTE, None)
+
+
+def watched(connection: Any, own_wrappers: int = 0) -> bool:
+    """Whether something watches the statements sent through Django's cursor of ``connection``.
+
+    The query log (DEBUG, assertNumQueries) or an execute wrapper beyond the
+    ``own_wrappers`` dpq itself installed: dpq's own statements then go through Django's
+    cursor one by one, so that whoever watches sees each of them.
+    """
+    return connection.queries_logged or len(connection.execute_wrappers) > own_wrappers
 
 
 def holds_commit(connection: Any) -> bool:
@@ -160,16 +174,97 @@ def _in_front(
     return None
 
 
+class TaskSavepoint:
+    """A task's savepoint, opened with the first statement the task sends, if it sends one.
+
+    A task that never touches the database (an e-mail, an HTTP call, a computation) has no
+    writes to roll back, and its savepoint would cost a round trip and a subtransaction for
+    nothing. While the task runs, every cursor made on the connection's driver connection
+    (Django's, for the ORM, ``connection.cursor()`` and ``atomic()``, and the driver's own,
+    ``connection.connection.cursor()``) opens the savepoint before its first statement: in
+    the same text when it can, otherwise just before. ``opened`` says whether that happened.
+
+    A cursor this cannot see is one made before the task started, or made with a
+    ``cursor_factory`` of the caller's: its statements run outside the savepoint.
+    """
+
+    def __init__(self, driver_connection: Any, statement: str) -> None:
+        self.driver_connection = driver_connection
+        self.statement = statement
+        self.opened = False
+        self.waiting = True
+        self._factory = driver_connection.cursor_factory
+        driver_connection.cursor_factory = self._make_cursor
+
+    def _make_cursor(self, connection: Any, name: str | None = None) -> DriverCursor:
+        # psycopg2 calls the factory with the name of a named (server-side) cursor only.
+        cursor = _TaskCursor(connection, name) if name else _TaskCursor(connection)
+        cursor.task_savepoint = self
+        return cursor
+
+    def open_before(self, query: Any = None, *, joinable: bool = False) -> Any:
+        """Open the savepoint ahead of ``query``; return the text to send for ``query``."""
+        self.opened = True
+        self.stop_waiting()
+        if joinable and isinstance(query, str):
+            # The savepoint's text has no "%": joined, the query's parameters still fit.
+            return f"{self.statement}; {query}"
+        with self.driver_connection.cursor(cursor_factory=DriverCursor) as cursor:
+            cursor.execute(self.statement)
+        return query
+
+    def stop_waiting(self) -> None:
+        """Cursors made from now on are the connection's own again (the task has ended)."""
+        if self.waiting:
+            self.waiting = False
+            self.driver_connection.cursor_factory = self._factory
+
+
+class _TaskCursor(DriverCursor):
+    """A cursor made while a task runs: its first statement opens the task's savepoint."""
+
+    task_savepoint: TaskSavepoint
+
+    def _open(self, query: Any = None, *, joinable: bool = False) -> Any:
+        savepoint = self.task_savepoint
+        if savepoint.opened or self.closed:
+            return query
+        # A named cursor sends DECLARE ... FOR query: the savepoint goes on its own.
+        return savepoint.open_before(query, joinable=joinable and self.name is None)
+
+    def execute(self, query: Any, vars: Any = None) -> Any:
+        return super().execute(self._open(query, joinable=True), vars)
+
+    def executemany(self, query: Any, vars_list: Any) -> Any:
+        return super().executemany(self._open(query), vars_list)
+
+    def callproc(self, *args: Any, **kwargs: Any) -> Any:
+        self._open()
+        return super().callproc(*args, **kwargs)
+
+    def copy_from(self, *args: Any, **kwargs: Any) -> Any:
+        self._open()
+        return super().copy_from(*args, **kwargs)
+
+    def copy_to(self, *args: Any, **kwargs: Any) -> Any:
+        self._open()
+        return super().copy_to(*args, **kwargs)
+
+    def copy_expert(self, *args: Any, **kwargs: Any) -> Any:
+        self._open()
+        return super().copy_expert(*args, **kwargs)
+
+
 class JobTransaction:
     """``with JobTransaction(using): ...`` is ``with transaction.atomic(using): ...``.
 
     ``defer(statement, params)`` holds the block's last statement back, to be sent with the
     ``COMMIT``: when the block rolls back it is not sent at all. With ``hold_commit=True``
     a block that commits leaves both, the deferred statement and the ``COMMIT``, to go with
-    the connection's next statement (see ``HeldCommit``). It does so only when the block has
-    a deferred statement (an aborted transaction then fails on it, where a lone ``COMMIT``
-    would answer ``ROLLBACK``) and no ``on_commit()`` callbacks, which must run after the
-    commit and are run at once.
+    the connection's next statement (see ``HeldCommit``). It does so only when the
+    transaction is not in error (a held ``COMMIT`` would answer ``ROLLBACK`` with nobody to
+    hear it; sent at once, it raises) and has no ``on_commit()`` callbacks, which must run
+    after the commit and are run at once.
     """
 
     def __init__(self, using: str, *, hold_commit: bool = False) -> None:
@@ -254,12 +349,7 @@ class JobTransaction:
         wrapper.
         """
         connection = self._connection
-        direct = (
-            self._atomic is None
-            and not connection.queries_logged
-            and len(connection.execute_wrappers) == 1
-        )
-        if not direct:
+        if self._watched():
             with connection.cursor() as cursor:
                 cursor.execute(statement, params)
                 return cursor.fetchall() if cursor.description else []
@@ -276,6 +366,21 @@ class JobTransaction:
                 return cursor.fetchall() if cursor.description else []
             finally:
                 cursor.close()
+
+    def savepoint_for_task(self, statement: str) -> TaskSavepoint | None:
+        """The task's savepoint, opened by its first statement (see TaskSavepoint).
+
+        Opened now, and None returned, when something watches the connection's statements
+        (as in fetch_all()): the query log and execute wrappers then see it on its own.
+        """
+        if self._watched():
+            self.fetch_all(statement)
+            return None
+        return TaskSavepoint(self._connection.connection, statement)
+
+    def _watched(self) -> bool:
+        # One execute wrapper is this block's own (BEGIN with the first statement).
+        return self._atomic is not None or watched(self._connection, 1)
 
     def defer(self, statement: str, params: Any = None) -> None:
         """Send ``statement`` with the commit (at once when this block is a plain atomic()).
@@ -332,8 +437,21 @@ class JobTransaction:
     def _commit(self, connection: Any) -> None:
         statement, params = self._deferred or ("", None)
         self._deferred = None
-        if self.hold_commit and statement and not connection.run_on_commit:
-            HeldCommit(connection, f"{statement}; {sql.COMMIT_TRANSACTION}", params)
+        if (
+            self.hold_commit
+            and not connection.run_on_commit
+            # Not in error: a held COMMIT of an aborted transaction would answer ROLLBACK
+            # with nobody to tell (sent now, it raises below).
+            and connection.connection.info.transaction_status
+            == TRANSACTION_STATUS_INTRANS
+        ):
+            HeldCommit(
+                connection,
+                f"{statement}; {sql.COMMIT_TRANSACTION}"
+                if statement
+                else sql.COMMIT_TRANSACTION,
+                params,
+            )
             connection.errors_occurred = False
             return
         try:

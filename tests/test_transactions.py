@@ -271,19 +271,32 @@ def test_a_statement_between_blocks_sends_the_held_commit_first(other_connection
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_commit_is_not_held_without_a_deferred_statement_or_with_on_commit(
+def test_the_commit_is_held_without_a_deferred_statement_but_not_in_error_or_with_on_commit(
     other_connection,
 ):
     with JobTransaction("default", hold_commit=True):
         Effect.objects.create(job_id=1)
+    assert committed_effects(other_connection) == set()  # a lone COMMIT, held
+    transactions.send_held_commit("default")
+    assert committed_effects(other_connection) == {1}
+
+    # In error, a held COMMIT would answer ROLLBACK unheard: it is sent, and raises.
+    with pytest.raises(DatabaseError, match="rolled back at commit"):
+        with JobTransaction("default", hold_commit=True):
+            Effect.objects.create(job_id=2)
+            with connection.connection.cursor() as cursor:
+                with contextlib.suppress(psycopg2.errors.DivisionByZero):
+                    cursor.execute("SELECT 1 / 0")
+    assert not transactions.holds_commit(connection)
     assert committed_effects(other_connection) == {1}
 
     calls = []
     with JobTransaction("default", hold_commit=True) as job_transaction:
-        Effect.objects.create(job_id=2)
+        Effect.objects.create(job_id=3)
         transaction.on_commit(lambda: calls.append(committed_effects(other_connection)))
-        job_transaction.defer(INSERT_EFFECT, {"id": 102})
-    assert calls == [{1, 2, 102}]
+        job_transaction.defer(INSERT_EFFECT, {"id": 103})
+    assert calls == [{1, 3, 103}]
+    assert_connection_at_rest()
 
 
 @pytest.mark.django_db(transaction=True)
