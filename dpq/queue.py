@@ -703,7 +703,7 @@ class Queue:
                 results.append((job, None, refusal))
         done_ids: list[int] = []
         lazy = not transactions.watched(connection)
-        # The savepoint of the job before, still open (released with the next one's opening).
+        # A savepoint of a job before is still open: the next one opened releases it first.
         savepoint_open = False
         with connection.cursor() as cursor:
             for n, job in enumerate(runnable):
@@ -723,7 +723,7 @@ class Queue:
                     cursor.execute(statement)
                 started = time.monotonic()
                 retval, exc = self._run_in_savepoint(job, connection, savepoint)
-                savepoint_open = savepoint is None or savepoint.opened
+                savepoint_open = savepoint_open or savepoint is None or savepoint.opened
                 if exc is not None:
                     self._put_back(job, exc, give_up=False, in_batch=True)
                     results.append((job, None, exc))

@@ -23,8 +23,9 @@ from tests.testapp.models import Effect
 
 INSERT_EFFECT = "INSERT INTO testapp_effect (job_id, note) VALUES (%s, '')"
 
-# What the last task saw while it ran.
+# What the last task saw while it ran, and the texts its statements on Django's cursor sent.
 SEEN: dict[str, object] = {}
+QUERIES: list[bytes] = []
 
 
 def task_savepoint() -> TaskSavepoint | None:
@@ -39,7 +40,7 @@ def write_with_the_orm(job_id: int) -> None:
 def write_with_djangos_cursor(job_id: int) -> None:
     with connection.cursor() as cursor:
         cursor.execute(INSERT_EFFECT, [job_id])
-        SEEN["query"] = cursor.cursor.query
+        QUERIES.append(cursor.cursor.query)
 
 
 def write_with_the_drivers_cursor(job_id: int) -> None:
@@ -147,6 +148,7 @@ TASKS = {
 def savepoint_queue():
     q = AtLeastOnceQueue(tasks=TASKS, name="savepoints", backoff=FixedBackoff(60))
     SEEN.clear()
+    QUERIES.clear()
     yield q
     transactions.send_held_commit("default")
     q.close()
@@ -228,7 +230,7 @@ def test_the_savepoint_goes_in_the_same_text_as_the_first_statement(savepoint_qu
 
     run_as_a_worker_thread(savepoint_queue)
 
-    assert SEEN["query"].startswith(b"SAVEPOINT dpq_job; INSERT INTO testapp_effect")
+    assert QUERIES[0].startswith(b"SAVEPOINT dpq_job; INSERT INTO testapp_effect")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -290,3 +292,28 @@ def test_in_a_batch_each_task_opens_its_own_savepoint_only_if_it_needs_one(
     assert effect_ids() == {ids[2], ids[5]}
     assert set(Job.objects.values_list("id", flat=True)) == {ids[1], ids[4]}
     assert connection.connection.cursor_factory is psycopg2.extensions.cursor
+
+
+@pytest.mark.django_db(transaction=True)
+def test_in_a_batch_a_savepoint_left_open_is_released_by_the_next_one_opened(
+    savepoint_queue,
+):
+    ids = savepoint_queue.enqueue_many(
+        [
+            ("write", {"how": "django cursor"}),
+            ("see", {}),
+            ("write", {"how": "django cursor"}),
+        ]
+    )
+
+    with transaction.atomic():
+        jobs = savepoint_queue.lock_batch(len(ids))
+        savepoint_queue.process_batch(
+            jobs, deadline=float("inf"), should_stop=lambda: False
+        )
+
+    assert QUERIES[0].startswith(b"SAVEPOINT dpq_job; INSERT")
+    assert QUERIES[1].startswith(
+        b"RELEASE SAVEPOINT dpq_job; SAVEPOINT dpq_job; INSERT"
+    )
+    assert effect_ids() == {ids[0], ids[2]}
