@@ -9,8 +9,6 @@ import os
 import select
 import socket
 import threading
-import time
-import traceback
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -18,11 +16,10 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.utils import timezone
 from psycopg2.errorcodes import DUPLICATE_PREPARED_STATEMENT, INVALID_SQL_STATEMENT_NAME
-from psycopg2.extensions import TRANSACTION_STATUS_INERROR as TRANSACTION_IN_ERROR
 
-from dpq import exceptions, signals, sql, transactions
+from dpq import exceptions, runner, signals, sql
 from dpq.models import PRIORITY_MAX, PRIORITY_MIN, BaseJob, Job, JSONValue
-from dpq.retry import RetryPolicy, decide
+from dpq.retry import RetryPolicy
 from dpq.starts import StartCount, StartRecorder
 
 # The attribute of a thread's DatabaseWrapper naming the claim prepared on its connection:
@@ -185,7 +182,7 @@ class Queue:
             params["channel"] = self.notify_channel
         row = sql.fetch_one(self.using, statement, params, job_table=self.job_table)
         job = self.job_model.from_claim_row(row)
-        signals.job_enqueued.send(sender=type(self), queue=self, job=job)
+        runner.send(self, signals.job_enqueued, job=job)
         return job
 
     def enqueue_many(self, items: Iterable[tuple | Mapping[str, Any]]) -> list[int]:
@@ -348,18 +345,12 @@ class Queue:
         if limit == 1 and prepared is not None and prepared[0] is connection.connection:
             statement = prepared[1]
         params = {"queue": self.name, "exclude_ids": list(exclude_ids), "limit": limit}
-        job_transaction = transactions.open_on(connection)
         try:
-            if job_transaction is not None:
-                rows = job_transaction.fetch_all(
-                    sql.render(statement, self.job_table), params
-                )
-            else:
-                rows = sql.fetch_all(
-                    self.using, statement, params, job_table=self.job_table
-                )
+            rows = sql.fetch_all(
+                self.using, statement, params, job_table=self.job_table
+            )
         except DatabaseError as exc:
-            if getattr(exc.__cause__, "pgcode", None) == INVALID_SQL_STATEMENT_NAME:
+            if runner.sqlstate(exc) == INVALID_SQL_STATEMENT_NAME:
                 self._lost_prepared_claim(connection)
             raise
         jobs = self._claimed(rows)
@@ -383,206 +374,38 @@ class Queue:
     def process_job(self, job: BaseJob, *, solo: bool = True) -> RunResult:
         """Run a claimed job in the current transaction and record its outcome.
 
-        The task runs in a savepoint: if it raises, its writes are rolled back and the job is
-        put back with one more attempt (retried later or marked failed). ``solo`` says that no
-        other job runs in this process meanwhile: only solo starts count towards crash_limit.
+        At-least-once, the task runs in a savepoint of the claim's transaction: if it
+        raises, its writes are rolled back and the job is put back with one more attempt.
+        ``solo`` says that no other job runs in this process meanwhile: only solo starts
+        count towards crash_limit. Logs and signals are sent at once, not after the commit.
         """
-        refusal = self._refusal(job)
-        if refusal is not None:
-            self._put_back(job, refusal, give_up=True, error_text=str(refusal))
-            return job, None, refusal
-        connection = connections[self.using]
-        # A claim already committed leaves no trace if the worker dies: count the start now.
-        # So does a solo start: only those count towards crash_limit. A start beside other
-        # jobs is not written: if the worker dies, the next claim finds its claim rolled back.
-        claim_committed = self.at_most_once or not connection.in_atomic_block
-        recorded = self.has_crash_accounting and (solo or claim_committed)
-        if recorded:
-            self.start_recorder.record(
-                [
-                    StartCount(
-                        job.id, 1, int(solo), None if claim_committed else job.claim_xid
-                    )
-                ],
-                worker=self.worker_name,
-            )
-        clear_start = recorded or (self.has_crash_accounting and job.starts > 0)
-        signals.job_started.send(sender=type(self), queue=self, job=job)
-        started = time.monotonic()
-        if claim_committed:
-            # The claim is committed: the task gets a transaction of its own.
-            try:
-                with transaction.atomic(using=self.using):
-                    retval = self.run_job(job)
-            except Exception as exc:  # the task's own code: its failure is the job's
-                self._put_back(job, exc, give_up=self.at_most_once)
-                return job, None, exc
-            if clear_start:
-                sql.execute(self.using, sql.CLEAR_JOB_STARTS, {"ids": [job.id]})
-            return self._succeeded(job, retval, time.monotonic() - started)
-        job_transaction = transactions.open_on(connection)
-        savepoint = None
-        if job_transaction is not None:
-            # In the worker's JobTransaction the savepoint waits for the task's first statement.
-            savepoint = job_transaction.savepoint_for_task(sql.OPEN_JOB_SAVEPOINT)
-        else:
-            sql.execute(self.using, sql.OPEN_JOB_SAVEPOINT)
-        retval, exc = self._run_in_savepoint(job, connection, savepoint)
-        if exc is not None:
-            self._put_back(job, exc, give_up=False)
-            return job, None, exc
-        # Keep the task's writes (and forget the start) in one round trip; in the worker's
-        # JobTransaction, the same round trip as the commit (and the next job's claim).
-        opened = savepoint is None or savepoint.opened
-        params: dict[str, Any] | None = {"ids": [job.id]} if clear_start else None
-        if clear_start:
-            release = sql.render(
-                sql.RELEASE_JOB_SAVEPOINT_AND_CLEAR_START
-                if opened
-                else sql.CLEAR_JOB_STARTS,
-                self.job_table,
-            )
-        else:
-            release = sql.RELEASE_JOB_SAVEPOINT if opened else ""
-        if job_transaction is not None:
-            if release:
-                job_transaction.defer(release, params)
-        else:
-            sql.execute(self.using, release, params)
-        return self._succeeded(job, retval, time.monotonic() - started)
+        if self.at_most_once:
+            return runner.run_committed_claim(self, job).result
+        counted = self.has_crash_accounting
+        run = runner.run_job(self, job, solo=solo, counted=counted)
+        runner.finish_claim(self, [run], [], counted=counted)
+        runner.announce(self, run)
+        return run.result
 
-    def _run_in_savepoint(
-        self,
-        job: BaseJob,
-        connection: Any,
-        savepoint: transactions.TaskSavepoint | None = None,
-    ) -> tuple[Any, Exception | None]:
-        """Run the job's task in the savepoint ``dpq_job``; on failure roll back to it.
-
-        The savepoint is open, or, with ``savepoint``, opened by the task's first statement
-        if it sends one. A savepoint of our own (not ``transaction.atomic``) lets the release
-        share a round trip with the next statement. Django's bookkeeping is kept right by
-        hand: callbacks the task registered with ``on_commit`` are dropped with its writes.
-        """
-        callbacks = len(connection.run_on_commit)
-        try:
-            try:
-                retval = self.run_job(job)
-            finally:
-                if savepoint is not None:
-                    savepoint.stop_waiting()
-            if (
-                connection.needs_rollback
-                or connection.connection.info.transaction_status == TRANSACTION_IN_ERROR
-            ):
-                raise exceptions.DpqError(
-                    "the task caught a database error without rolling back to a savepoint, "
-                    "leaving the transaction unusable; wrap the failing statement in "
-                    "transaction.atomic() so that only it is rolled back"
-                )
-        except Exception as exc:  # the task's own code: its failure is the job's
-            # Reset first: after an ORM error Django refuses every statement, the rollback
-            # to our savepoint included, while needs_rollback is set.
-            connection.needs_rollback = False
-            if savepoint is None or savepoint.opened:
-                sql.execute(self.using, sql.ROLLBACK_JOB_SAVEPOINT)
-            elif connection.connection.info.transaction_status == TRANSACTION_IN_ERROR:
-                # Only a statement on a cursor TaskSavepoint cannot see gets here: nothing
-                # to roll back to, so the whole claim rolls back and the job runs again.
-                raise exceptions.DpqError(
-                    f"job {job.id}: the task's transaction is in error after a statement "
-                    "sent outside the job's savepoint (on a cursor made before the task "
-                    "started, or with a cursor_factory of its own); the job's claim is "
-                    "rolled back and it runs again. Make the task's cursors with "
-                    "connection.cursor() while it runs"
-                ) from exc
-            del connection.run_on_commit[callbacks:]
-            return None, exc
-        return retval, None
-
-    def _put_back(
-        self,
-        job: BaseJob,
-        exc: BaseException,
-        *,
-        give_up: bool,
-        error_text: str | None = None,
-        in_batch: bool = False,
-    ) -> None:
-        """Write a failed run back to the table: a later retry, or failed_at.
-
-        A job claimed alone was deleted by its claim and is inserted again with the same id;
-        a job of a batch is still in the table, locked, and is updated in place.
-        """
-        job.attempts += 1
-        job.last_error = error_text or "".join(traceback.format_exception(exc))
-        policy = self.retry_policies.get(job.task, self.retry_policy)
-        decision = decide(policy, job.attempts)
-        give_up = give_up or decision.give_up
-        params = {
-            "id": job.id,
-            "created_at": job.created_at,
-            "execute_at": job.execute_at,
-            "give_up": give_up,
-            "retry_in": decision.retry_in,
-            "priority": job.priority,
-            "task": job.task,
-            "args": getattr(job, "claimed_args", None) or json.dumps(job.args),
-            "queue": job.queue,
-            "attempts": job.attempts,
-            "last_error": job.last_error,
-        }
-        if in_batch:
-            sql.execute(
-                self.using, sql.RECORD_JOB_FAILURE, params, job_table=self.job_table
+    def refusal(self, job: BaseJob) -> exceptions.DpqError | None:
+        """Why a claimed job must not run at all (crashed too often, unknown task), or None."""
+        if self.has_crash_accounting and job.solo_starts >= self.crash_limit:
+            return exceptions.CrashLimitExceeded(
+                f"the worker died {job.solo_starts} times while running this job alone "
+                f"(crash_limit={self.crash_limit}; {job.starts} starts in all); it is not run "
+                f"again until a person requeues it"
             )
-        else:
-            with transaction.atomic(using=self.using):
-                sql.execute(
-                    self.using, sql.PUT_BACK_JOB, params, job_table=self.job_table
-                )
-                if self.has_crash_accounting:
-                    sql.execute(self.using, sql.CLEAR_JOB_STARTS, {"ids": [job.id]})
-        extra = {**self._log_extra(job), "attempts": job.attempts}
-        if give_up:
-            job.failed_at = timezone.now()
-            self.logger.error(
-                "Job %s (%s) failed after %s attempt(s) and is kept as failed: %s",
-                job.id,
-                job.task,
-                job.attempts,
-                _one_line(exc),
-                exc_info=exc if error_text is None else None,
-                extra=extra,
+        if job.task not in self.tasks:
+            known = ", ".join(sorted(self.tasks)) or "none"
+            return exceptions.TaskNotRegisteredError(
+                f"task {job.task!r} is not registered in queue {self.name!r} (known: {known}); "
+                f"deploy code that has it, then requeue the job"
             )
-        else:
-            job.execute_at = timezone.now() + datetime.timedelta(
-                seconds=decision.retry_in
-            )
-            self.logger.warning(
-                "Job %s (%s) failed (attempt %s of %s); retrying in %.1fs: %s",
-                job.id,
-                job.task,
-                job.attempts,
-                policy.max_attempts,
-                decision.retry_in,
-                _one_line(exc),
-                exc_info=exc,
-                extra=extra,
-            )
-        signals.job_failed.send(
-            sender=type(self), queue=self, job=job, exc=exc, will_retry=not give_up
-        )
+        return None
 
-    def lock_batch(self, limit: int) -> list[BaseJob]:
-        """Lock up to ``limit`` ready jobs for ``process_batch`` (not deleted: see there)."""
-        rows = sql.fetch_all(
-            self.using,
-            sql.LOCK_JOBS,
-            {"queue": self.name, "limit": limit},
-            job_table=self.job_table,
-        )
-        return self._claimed(rows)
+    def retry_policy_for(self, task: str) -> RetryPolicy:
+        """The retry policy of ``task``: its own from retry_policies, else the queue's."""
+        return self.retry_policies.get(task, self.retry_policy)
 
     def claim_by_id(self, ids: list[int]) -> list[BaseJob]:
         """Claim the given jobs if they are still ready and nobody holds them."""
@@ -677,103 +500,6 @@ class Queue:
                 [StartCount(job.id, 0, 0, job.claim_xid)], worker=self.worker_name
             )
 
-    def process_batch(
-        self, jobs: list[BaseJob], *, deadline: float, should_stop: Callable[[], bool]
-    ) -> list[RunResult]:
-        """Run locked jobs one after another in the current transaction (``--batch``).
-
-        Each task runs in its own savepoint: one that raises is rolled back alone and its
-        failure recorded in place. Jobs that succeed are deleted at the end, in the same
-        transaction, so each job's writes still commit together with its removal. Once
-        ``deadline`` (monotonic) passes or ``should_stop()``, the remaining jobs are left
-        untouched: the commit releases them for the next claim. A crash rolls back the locks
-        of the whole batch, and the next claim of each of its jobs counts a death.
-        """
-        connection = connections[self.using]
-        results: list[RunResult] = []
-        runnable: list[BaseJob] = []
-        for job in jobs:
-            refusal = self._refusal(job)
-            if refusal is None:
-                runnable.append(job)
-            else:
-                self._put_back(
-                    job, refusal, give_up=True, error_text=str(refusal), in_batch=True
-                )
-                results.append((job, None, refusal))
-        done_ids: list[int] = []
-        lazy = not transactions.watched(connection)
-        # A savepoint of a job before is still open: the next one opened releases it first.
-        savepoint_open = False
-        with connection.cursor() as cursor:
-            for n, job in enumerate(runnable):
-                if n and (time.monotonic() >= deadline or should_stop()):
-                    break
-                statement = (
-                    sql.NEXT_JOB_SAVEPOINT if savepoint_open else sql.OPEN_JOB_SAVEPOINT
-                )
-                savepoint = None
-                signals.job_started.send(sender=type(self), queue=self, job=job)
-                if lazy:
-                    # Opened by the task's first statement, if it sends one.
-                    savepoint = transactions.TaskSavepoint(
-                        connection.connection, statement
-                    )
-                else:
-                    cursor.execute(statement)
-                started = time.monotonic()
-                retval, exc = self._run_in_savepoint(job, connection, savepoint)
-                savepoint_open = savepoint_open or savepoint is None or savepoint.opened
-                if exc is not None:
-                    self._put_back(job, exc, give_up=False, in_batch=True)
-                    results.append((job, None, exc))
-                    continue
-                done_ids.append(job.id)
-                results.append(self._succeeded(job, retval, time.monotonic() - started))
-            cursor.execute(
-                sql.render(sql.FINISH_BATCH, self.job_table),
-                {
-                    "done_ids": done_ids,
-                    # Only jobs with a start record have one to forget (the refused ones
-                    # too: their failure is final, as a lone claim's refusal in _put_back).
-                    "started_ids": [job.id for job in jobs if job.starts > 0]
-                    if self.has_crash_accounting
-                    else [],
-                },
-            )
-        return results
-
-    def _refusal(self, job: BaseJob) -> exceptions.DpqError | None:
-        """Why a claimed job must not run at all (crashed too often, unknown task), or None."""
-        if self.has_crash_accounting and job.solo_starts >= self.crash_limit:
-            return exceptions.CrashLimitExceeded(
-                f"the worker died {job.solo_starts} times while running this job alone "
-                f"(crash_limit={self.crash_limit}; {job.starts} starts in all); it is not run "
-                f"again until a person requeues it"
-            )
-        if job.task not in self.tasks:
-            known = ", ".join(sorted(self.tasks)) or "none"
-            return exceptions.TaskNotRegisteredError(
-                f"task {job.task!r} is not registered in queue {self.name!r} (known: {known}); "
-                f"deploy code that has it, then requeue the job"
-            )
-        return None
-
-    def _succeeded(self, job: BaseJob, retval: Any, elapsed: float) -> RunResult:
-        # Checked first: building the record's extra costs more than a short job's bookkeeping.
-        if self.logger.isEnabledFor(logging.INFO):
-            self.logger.info(
-                "Job %s (%s) succeeded in %.3fs",
-                job.id,
-                job.task,
-                elapsed,
-                extra={**self._log_extra(job), "duration": elapsed},
-            )
-        signals.job_succeeded.send(
-            sender=type(self), queue=self, job=job, retval=retval, duration=elapsed
-        )
-        return job, retval, None
-
     def _log_extra(self, job: BaseJob) -> dict[str, Any]:
         return {"job_id": job.id, "task": job.task, "queue": self.name}
 
@@ -798,11 +524,10 @@ class AtLeastOnceQueue(Queue):
     together, and a worker that dies returns the job to the queue."""
 
     def run_once(self, exclude_ids: Iterable[int] = ()) -> RunResult | None:
-        with transaction.atomic(using=self.using):
-            jobs = self.claim(exclude_ids=exclude_ids)
-            if not jobs:
-                return None
-            return self.process_job(jobs[0])
+        outcome = runner.run_claim(
+            self, lambda: self.claim(exclude_ids=exclude_ids), solo=True
+        )
+        return outcome.runs[0].result if outcome.runs else None
 
 
 class AtMostOnceQueue(Queue):
@@ -820,9 +545,4 @@ class AtMostOnceQueue(Queue):
         jobs = self.claim(exclude_ids=exclude_ids)
         if not jobs:
             return None
-        return self.process_job(jobs[0])
-
-
-def _one_line(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    return text.splitlines()[0] if text else type(exc).__name__
+        return runner.run_committed_claim(self, jobs[0]).result

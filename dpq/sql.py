@@ -122,75 +122,59 @@ FIND_DEAD_CLAIMS = (
 """
 )
 
-# Lock (not delete) up to %(limit)s of the best ready jobs for a batch (--batch). Each runs in
-# its own savepoint; FINISH_BATCH deletes those that succeeded, and the commit releases the
-# rest. Same index walk as CLAIM_JOBS.
-LOCK_JOBS = (
-    """
-    SELECT """
-    + _JOB_COLUMNS_OF_J
-    + ","
-    + _CLAIM_EXTRA_COLUMNS.replace(
-        "{held_by}",
-        # A batch that committed leaves the jobs it did not get to locked by a committed
-        # transaction: no death, and no need for FIND_DEAD_CLAIMS on every next batch.
-        "CASE WHEN j.held_by = 0 THEN 0 WHEN txid_status("
-        + _FULL_XID.replace("{xmax}", "j.held_by")
-        + ") = 'committed' THEN 0 ELSE j.held_by END",
-    )
-    + """
-    FROM (
-        SELECT """
-    + _JOB_COLUMNS
-    + """, xmax::text::bigint AS held_by FROM {job_table}
-        WHERE queue = %(queue)s AND failed_at IS NULL AND execute_at <= now()
-        ORDER BY priority DESC, execute_at, id
-        FOR UPDATE SKIP LOCKED
-        LIMIT %(limit)s
-    ) j
-    ORDER BY j.priority DESC, j.execute_at, j.id
-"""
-)
-
-# End a batch inside its transaction: delete the jobs that succeeded and forget the starts of
-# every job the batch started. Both commit with the batch, or neither does.
-FINISH_BATCH = """
-    WITH done AS (
-        DELETE FROM {job_table} WHERE id = ANY(%(done_ids)s::bigint[])
-    ), cleared AS (
-        DELETE FROM {start_table} WHERE job_id = ANY(%(started_ids)s::bigint[])
-    )
-    SELECT 1
+# Put claimed jobs back untouched, as they were before the claim: a batch's suspects (run
+# alone after the batch) and the jobs its time limit left. Runs in the claim transaction: the
+# rows come back when it commits, with no trace of the claim (a rolled-back claim would look
+# like a worker's death, see FIND_DEAD_CLAIMS).
+PUT_BACK_JOBS_UNCHANGED = """
+    INSERT INTO {job_table}
+        (id, created_at, execute_at, priority, task, args, queue, attempts, last_error, failed_at)
+    SELECT * FROM unnest(%(ids)s::bigint[], %(created_ats)s::timestamptz[],
+                         %(execute_ats)s::timestamptz[], %(priorities)s::int[], %(tasks)s::text[],
+                         %(args)s::jsonb[], %(queues)s::text[], %(attempts)s::int[],
+                         %(last_errors)s::text[], %(failed_ats)s::timestamptz[])
 """
 
-# Record a failed run of a job that is still in the table (locked by a batch): one more
-# attempt, the traceback, and either a later execute_at (retry) or failed_at (given up).
+# The end of a task's run inside a claim: check the deferred constraints it left (Django
+# makes foreign keys DEFERRABLE INITIALLY DEFERRED) while its savepoint can still roll them
+# back, so that a violation is the task's failure rather than the claim's COMMIT's.
+CHECK_DEFERRED_CONSTRAINTS = """
+    SET CONSTRAINTS ALL IMMEDIATE
+"""
+
+# The same in a batch, where later jobs share the transaction: checked inside a savepoint that
+# is rolled back, which puts the constraints back as they were (deferred) for the next job.
+CHECK_DEFERRED_CONSTRAINTS_AND_RESTORE = """
+    SAVEPOINT dpq_constraints;
+    SET CONSTRAINTS ALL IMMEDIATE;
+    ROLLBACK TO SAVEPOINT dpq_constraints;
+    RELEASE SAVEPOINT dpq_constraints
+"""
+
+# After a claim's COMMIT failed (a serialization failure, an error the constraint check could
+# not see), and so rolled back: lock the claim's jobs again, skipping any another worker took
+# in between. Committed, the lock leaves a committed transaction's id in each row's xmax, so
+# the next claim does not take the rolled-back claim for a death. Returns the ids locked.
+LOCK_JOBS_AFTER_FAILED_COMMIT = """
+    SELECT id FROM {job_table}
+    WHERE id = ANY(%(ids)s::bigint[]) AND failed_at IS NULL
+    ORDER BY id
+    FOR UPDATE SKIP LOCKED
+"""
+
+# Record a failed run of a job whose claim was rolled back (the row is in the table again,
+# locked by LOCK_JOBS_AFTER_FAILED_COMMIT): one more attempt, the error, and either a later
+# execute_at (retry) or failed_at (given up); its start record is forgotten.
 RECORD_JOB_FAILURE = """
+    WITH cleared AS (
+        DELETE FROM {start_table} WHERE job_id = %(id)s
+    )
     UPDATE {job_table}
     SET attempts = %(attempts)s, last_error = %(last_error)s,
         execute_at = CASE WHEN %(give_up)s THEN execute_at
                           ELSE now() + make_interval(secs => %(retry_in)s) END,
         failed_at = CASE WHEN %(give_up)s THEN now() END
     WHERE id = %(id)s
-"""
-
-# The worker's transaction around a claim (dpq.transactions.JobTransaction) sends these itself,
-# each with a neighbouring statement: BEGIN with the claim, COMMIT with the release (and, in a
-# worker thread, with the next job's claim).
-BEGIN_TRANSACTION = "BEGIN"
-COMMIT_TRANSACTION = "COMMIT"
-ROLLBACK_TRANSACTION = "ROLLBACK"
-
-# The savepoint a task runs in. The name is reused: in a batch, releasing the previous job's
-# savepoint and opening the next one is a single round trip.
-OPEN_JOB_SAVEPOINT = "SAVEPOINT dpq_job"
-NEXT_JOB_SAVEPOINT = "RELEASE SAVEPOINT dpq_job; SAVEPOINT dpq_job"
-ROLLBACK_JOB_SAVEPOINT = "ROLLBACK TO SAVEPOINT dpq_job"
-RELEASE_JOB_SAVEPOINT = "RELEASE SAVEPOINT dpq_job"
-# A job claimed alone succeeded: keep its writes and forget its start, in one round trip.
-RELEASE_JOB_SAVEPOINT_AND_CLEAR_START = """
-    RELEASE SAVEPOINT dpq_job;
-    DELETE FROM {start_table} WHERE job_id = ANY(%(ids)s::bigint[])
 """
 
 # For an idle worker's dispatcher: is any job of the queue ready (running ones count too:
@@ -238,8 +222,12 @@ CLEAR_JOB_STARTS = """
 
 # Put a claimed job back after its task raised: with one more attempt, the traceback, and
 # either a later execute_at (retry) or failed_at (given up). Same id, so history and links
-# survive. Runs in the claim transaction after rolling back the task's savepoint.
+# survive. Runs in the claim transaction after rolling back the task's savepoint, and forgets
+# the job's start record (crash accounting) with it.
 PUT_BACK_JOB = """
+    WITH cleared AS (
+        DELETE FROM {start_table} WHERE job_id = %(id)s
+    )
     INSERT INTO {job_table}
         (id, created_at, execute_at, priority, task, args, queue, attempts, last_error, failed_at)
     VALUES (

@@ -45,7 +45,9 @@ class StartRecorder:
     """Commits job starts on a connection of its own (crash accounting).
 
     One per process, shared by the worker threads: the process needs one extra connection,
-    not one per thread. Threads that arrive while a start is being written do not each wait
+    not one per thread. The connection stays open only in a worker (``keep_open``);
+    elsewhere (``run_once()`` in a script or a test) it is closed after each write, so that
+    no connection Django does not know about outlives the call. Threads that arrive while a start is being written do not each wait
     for a round trip of their own: the next thread to get the connection writes every start
     waiting by then in one statement (synchronous_commit is off, so it is cheap).
     """
@@ -58,6 +60,7 @@ class StartRecorder:
         self._pending: list[_PendingStart] = []
         self._connection: Any = None
         self._pid = os.getpid()
+        self.keep_open = False
 
     def _connect(self) -> Any:
         wrapper = connections[self.using]
@@ -81,6 +84,8 @@ class StartRecorder:
                 with self._pending_lock:
                     waiting, self._pending = self._pending, []
                 self._write(waiting, worker[:63])
+                if not self.keep_open:
+                    self.close_locked()
         if mine.error is not None:
             raise mine.error
 

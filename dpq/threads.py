@@ -21,11 +21,9 @@ from django.db import (
     InterfaceError,
     OperationalError,
     connections,
-    transaction,
 )
 
-from dpq import sql, transactions
-from dpq.transactions import JobTransaction
+from dpq import runner, sql
 
 if TYPE_CHECKING:
     from dpq.models import BaseJob
@@ -73,14 +71,6 @@ class SoloGate:
                 self._cond.wait()
             self._shared += 1
 
-    def exclusive_waiting(self) -> bool:
-        """Whether a suspect waits to run alone (for the shared holders to let go).
-
-        Read without the lock (asked once per job): a suspect that starts waiting just
-        after is seen at the thread's next job.
-        """
-        return self._waiting > 0
-
     def release_shared(self) -> None:
         with self._cond:
             self._shared -= 1
@@ -115,9 +105,6 @@ class WorkerThread(threading.Thread):
         # the current claim began: a lost connection can then be explained.
         self.idle_timeout = 0.0
         self.claim_started = 0.0
-        # Holding the solo gate shared past the end of run_one(): the last job's commit is
-        # held for the next claim, and a suspect must not run until it is sent.
-        self.holds_gate = False
 
     def run(self) -> None:
         pool = self.pool
@@ -141,29 +128,8 @@ class WorkerThread(threading.Thread):
                     break
                 pool.idle(self)
         finally:
-            self.commit_held_job()
             connections[pool.queue.using].close()
             pool.thread_finished(self)
-
-    def commit_held_job(self) -> None:
-        """Commit the last job now if its commit waits for the next claim; let go of the gate.
-
-        Before the thread waits, stops or reconnects, and when a suspect waits to run alone:
-        if the suspect kills the process, no other job's work may go down with it.
-        """
-        try:
-            transactions.send_held_commit(self.pool.queue.using)
-        except DatabaseError:
-            logger.warning(
-                "Worker thread %s could not commit its last job; the job returns to the "
-                "queue and runs again",
-                self.role,
-                exc_info=True,
-            )
-        finally:
-            if self.holds_gate:
-                self.holds_gate = False
-                self.pool.gate.release_shared()
 
     def ensure_connection(self) -> Any:
         """This thread's DatabaseWrapper, connected and set up as a worker's."""
@@ -175,111 +141,75 @@ class WorkerThread(threading.Thread):
                 cursor.execute(sql.SET_WORKER_CONNECTION, {"name": name})
                 self.idle_timeout = cursor.fetchone()[1] / 1000
             self.pool.queue.prepare_claim()
+            # A worker writes starts all the time: keep the crash-accounting connection.
+            self.pool.queue.start_recorder.keep_open = True
         return connection
 
     def run_one(self) -> bool:
-        """Claim one job and run it; False when no job was ready."""
+        """Claim one job (or --batch jobs) and run it; False when no job was ready."""
         pool = self.pool
         queue = pool.queue
-        connection = self.ensure_connection()
-        claim_started = time.monotonic()
-        if not transactions.holds_commit(connection):
-            self.claim_started = claim_started
-        # else: the transaction open on the connection is the last job's, until the claim
-        # sends its commit.
+        self.ensure_connection()
+        self.claim_started = time.monotonic()
         if pool.options.batch > 1:
             return self.run_batch()
-        if queue.at_most_once:
-            pool.gate.acquire_shared()
-            try:
-                jobs = queue.claim()
-                if not jobs:
-                    return False
-                pool.wake_one()
-                pool.note_result(
-                    queue.process_job(jobs[0], solo=pool.options.threads == 1)
-                )
-            finally:
-                pool.gate.release_shared()
-            return True
-        suspect = None
-        if self.holds_gate and pool.gate.exclusive_waiting():
-            self.commit_held_job()
-        if not self.holds_gate:
-            pool.gate.acquire_shared()
-            self.holds_gate = True
+        solo = pool.options.threads == 1
+        pool.gate.acquire_shared()
         try:
-            # transaction.atomic(), with BEGIN sent with the claim, and the job's COMMIT
-            # held to go with the next job's claim (or sent alone by commit_held_job()).
-            with JobTransaction(queue.using, hold_commit=True):
+            if queue.at_most_once:
                 jobs = queue.claim()
-                self.claim_started = claim_started
                 if not jobs:
-                    # Nothing claimed, nothing to commit: no commit to hold while it waits.
-                    transaction.set_rollback(True, using=queue.using)
                     return False
-                job = jobs[0]
                 pool.wake_one()
-                if self.is_suspect(job):
-                    # Give the claim back rather than wait for the other threads' jobs with
-                    # it open: an idle transaction holds back vacuum, and
-                    # idle_in_transaction_session_timeout would end it, charging the
-                    # suspect a crash it never had.
-                    queue.give_back(job)
-                    transaction.set_rollback(True, using=queue.using)
-                    suspect = job
-                else:
-                    pool.note_result(
-                        queue.process_job(job, solo=pool.options.threads == 1)
-                    )
+                pool.note_result(runner.run_committed_claim(queue, jobs[0]).result)
+                return True
+            outcome = runner.run_claim(
+                queue,
+                queue.claim,
+                solo=solo,
+                is_suspect=self.is_suspect,
+                on_claimed=pool.wake_one,
+            )
         finally:
-            if not transactions.holds_commit(connection):
-                pool.gate.release_shared()
-                self.holds_gate = False
-        if suspect is not None:
-            return self.run_suspect(suspect)
-        return True
+            pool.gate.release_shared()
+        for run in outcome.runs:
+            pool.note_result(run.result)
+        for suspect in outcome.suspects:
+            self.run_suspect(suspect, claim_by_id=False)
+        return outcome.claimed > 0
 
     def run_batch(self) -> bool:
-        """Lock up to --batch jobs, run them in one transaction, then run suspects alone."""
+        """Claim up to --batch jobs, run them in one transaction, then run suspects alone."""
         pool = self.pool
         queue = pool.queue
-        suspects: list[BaseJob] = []
         # --max-jobs counts jobs, not batches: run() reserved the first job, the rest are
         # reserved here, and those that do not run are given back.
         extra = pool.reserve_more(pool.options.batch - 1)
         ran = 0
         try:
-            with transaction.atomic(using=queue.using):
-                pool.gate.acquire_shared()
-                try:
-                    jobs = queue.lock_batch(1 + extra)
-                    if not jobs:
-                        return False
-                    pool.wake_one()
-                    batch = []
-                    for job in jobs:
-                        (suspects if self.is_suspect(job) else batch).append(job)
-                    deadline = time.monotonic() + pool.options.batch_ms / 1000
-                    results = queue.process_batch(
-                        batch, deadline=deadline, should_stop=pool.stopping.is_set
-                    )
-                    for result in results:
-                        pool.note_result(result)
-                finally:
-                    pool.gate.release_shared()
-            ran = len(results)
+            pool.gate.acquire_shared()
+            try:
+                outcome = runner.run_claim(
+                    queue,
+                    lambda: queue.claim(limit=1 + extra),
+                    solo=False,
+                    is_suspect=self.is_suspect,
+                    on_claimed=pool.wake_one,
+                    time_limit=pool.options.batch_ms / 1000,
+                    should_stop=pool.stopping.is_set,
+                )
+            finally:
+                pool.gate.release_shared()
+            ran = len(outcome.runs)
+            for run in outcome.runs:
+                pool.note_result(run.result)
             # A suspect runs alone, in a transaction of its own, once the batch is committed
             # and no other thread runs a job (no claim is held open while waiting for that).
-            for suspect in suspects:
-                self.log_suspect(suspect)
-                with pool.gate.exclusive(), transaction.atomic(using=queue.using):
-                    for job in queue.claim_by_id([suspect.id]):
-                        ran += 1
-                        pool.note_result(queue.process_job(job, solo=True))
+            for suspect in outcome.suspects:
+                ran += self.run_suspect(suspect, claim_by_id=True)
         finally:
             pool.release_job(extra - max(0, ran - 1))
-        return True
+        return outcome.claimed > 0
 
     def is_suspect(self, job: BaseJob) -> bool:
         queue = self.pool.queue
@@ -304,20 +234,27 @@ class WorkerThread(threading.Thread):
             },
         )
 
-    def run_suspect(self, suspect: BaseJob) -> bool:
+    def run_suspect(self, suspect: BaseJob, *, claim_by_id: bool) -> int:
         """Once no other thread runs a job, claim again and run the claimed job alone.
 
-        The claim usually returns the suspect again (it was the best ready job a moment
-        ago); whatever it returns runs alone, so a death during it is that job's own.
+        After a single claim, the claim usually returns the suspect again (it was the best
+        ready job a moment ago); whatever it returns runs alone, so a death during it is
+        that job's own. Returns how many jobs ran.
         """
         pool = self.pool
         queue = pool.queue
         self.log_suspect(suspect)
-        with pool.gate.exclusive(), transaction.atomic(using=queue.using):
-            jobs = queue.claim()
-            for job in jobs:
-                pool.note_result(queue.process_job(job, solo=True))
-        return bool(jobs)
+        with pool.gate.exclusive():
+            outcome = runner.run_claim(
+                queue,
+                (lambda: queue.claim_by_id([suspect.id]))
+                if claim_by_id
+                else queue.claim,
+                solo=True,
+            )
+        for run in outcome.runs:
+            pool.note_result(run.result)
+        return len(outcome.runs)
 
     def handle_error(self, exc: BaseException, failures: int) -> None:
         connection = connections[self.pool.queue.using]
@@ -359,7 +296,6 @@ class WorkerThread(threading.Thread):
                 self.role,
                 delay,
             )
-        self.commit_held_job()
         connection.close()
         self.pool.stopping.wait(delay)
 

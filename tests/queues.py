@@ -39,3 +39,17 @@ batch_queue = AtLeastOnceQueue(
     backoff=FixedBackoff(60),
     crash_limit=3,
 )
+
+# The outcome suite's queues: two attempts, retried at once, so that a burst worker runs a
+# failing job until it is kept as failed.
+OUTCOME_SETTINGS = {
+    "notify_channel": "dpq-tests",
+    "max_attempts": 2,
+    "backoff": FixedBackoff(0),
+}
+outcome_queue = AtLeastOnceQueue(
+    tasks=tasks.WORKER_TASKS, crash_limit=3, **OUTCOME_SETTINGS
+)
+unaccounted_outcome_queue = AtLeastOnceQueue(
+    tasks=tasks.WORKER_TASKS, crash_limit=None, **OUTCOME_SETTINGS
+)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import signal
 import threading
@@ -10,7 +11,8 @@ from pathlib import Path
 
 from django.db import IntegrityError, connections, transaction
 
-from tests.testapp.models import Effect
+from dpq.decorators import retry
+from tests.testapp.models import Child, Counter, Effect
 
 RAN: list[int] = []
 
@@ -132,11 +134,110 @@ def stall_first_run(queue, job):
     return record_starts(queue, job)
 
 
+# --- Tasks whose outcome is decided past the task's own code: at COMMIT, on a cursor of its
+# own, by a decorator (tests/worker/test_outcomes.py).
+
+
+def orphan_child(queue, job):
+    """Insert a Child of an Effect that does not exist: refused only at COMMIT (deferred FK)."""
+    Child.objects.create(effect_id=-job.id)
+    return job.id
+
+
+def record_with_orphan(queue, job):
+    """Record, then insert an orphan Child: the whole job must fail, its Effect rolled back."""
+    record(queue, job)
+    return orphan_child(queue, job)
+
+
+# A driver cursor kept from an earlier job (record_then_fail_on "kept").
+KEPT_CURSORS: dict[int, object] = {}
+
+
+def _effect_insert(job) -> tuple[str, list]:
+    return (
+        f"INSERT INTO {Effect._meta.db_table} (job_id, note) VALUES (%s, %s)",
+        [job.id, job.args.get("cursor", "")],
+    )
+
+
+def record_then_fail_on(queue, job):
+    """Write an Effect through the cursor named by ``args["cursor"]``, then raise."""
+    kind = job.args["cursor"]
+    statement, params = _effect_insert(job)
+    wrapper = connections[queue.using]
+    if kind == "orm":
+        Effect.objects.create(job_id=job.id, note=kind)
+    elif kind == "django":
+        with wrapper.cursor() as cursor:
+            cursor.execute(statement, params)
+    else:
+        wrapper.ensure_connection()
+        driver = wrapper.connection
+        if kind == "driver":
+            cursor = driver.cursor()
+        elif kind == "dict":
+            import psycopg2.extras
+
+            cursor = driver.cursor(cursor_factory=psycopg2.extras.RealDictCursor)
+        elif kind == "named":
+            named = driver.cursor(name=f"dpq_test_{job.id}")
+            named.execute(f"SELECT id FROM {Effect._meta.db_table}")
+            named.fetchall()
+            named.close()
+            cursor = driver.cursor()
+        elif kind == "kept":
+            cursor = KEPT_CURSORS.setdefault(id(driver), driver.cursor())
+        else:
+            raise ValueError(f"unknown cursor kind {kind!r}")
+        cursor.execute(statement, params)
+    raise RuntimeError(f"failing after a write through the {kind} cursor")
+
+
+def keep_cursor(queue, job):
+    """Make a driver cursor and keep it for a later job on the same connection."""
+    wrapper = connections[queue.using]
+    wrapper.ensure_connection()
+    KEPT_CURSORS.setdefault(id(wrapper.connection), wrapper.connection.cursor())
+    return job.id
+
+
+def serialization_conflict(queue, job):
+    """Read Counter rows, write one, then wait for ``args["release"]``: a SERIALIZABLE
+    transaction of the test's that wrote meanwhile makes this job's COMMIT fail."""
+    list(Counter.objects.filter(name="a"))
+    Counter.objects.create(name="b")
+    Path(job.args["started"]).write_text("")
+    deadline = time.monotonic() + 30
+    while not os.path.exists(job.args["release"]):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{job.args['release']} never appeared")
+        time.sleep(0.02)
+    return job.id
+
+
+@retry(2, delayfn=lambda retries: datetime.timedelta(0))
+def retried_fail(queue, job):
+    Effect.objects.create(job_id=job.id * 1000 + job.args.get("retries", 0))
+    raise RuntimeError(f"retried failure {job.args.get('retries', 0)}")
+
+
+OUTCOME_TASKS = {
+    "orphan_child": orphan_child,
+    "record_with_orphan": record_with_orphan,
+    "record_then_fail_on": record_then_fail_on,
+    "keep_cursor": keep_cursor,
+    "serialization_conflict": serialization_conflict,
+    "retried_fail": retried_fail,
+}
+
+
 WORKER_TASKS = {
     **TASKS,
     "slow_record": slow_record,
     "wait_for_file": wait_for_file,
     "stall_first_run": stall_first_run,
+    **OUTCOME_TASKS,
 }
 
 

@@ -45,12 +45,17 @@ DUMMY_PARAMS = {
     "starts": [1, 0],
     "claim_xids": [7, None],
     "held_by": [5, 0],
+    "created_ats": [NOW, NOW],
+    "queues": ["default", "default"],
+    "last_errors": [None, "Traceback ..."],
+    "failed_ats": [None, None],
 }
 
 # Placeholders whose type depends on the statement.
 STATEMENT_PARAMS = {
     "INSERT_JOBS": {"args": ["{}", '{"a": 1}']},
     "RECORD_JOB_STARTS": {"solo": [1, 0]},
+    "PUT_BACK_JOBS_UNCHANGED": {"args": ["{}", "{}"], "attempts": [0, 1]},
 }
 
 
@@ -64,14 +69,6 @@ NEEDS_EXTENSION = {"RUNNING_JOBS": "pgrowlocks", "CREATE_PGROWLOCKS_EXTENSION": 
 
 # Upper-case strings in dpq.sql that are not statements.
 NOT_STATEMENTS = {"START_TABLE", "DEFAULT_DB_ALIAS"}
-
-# Transaction control: no plan, and running it would end the test's transaction. The job
-# transaction's tests (tests/test_transactions.py) run them.
-TRANSACTION_CONTROL = {
-    "BEGIN_TRANSACTION",
-    "COMMIT_TRANSACTION",
-    "ROLLBACK_TRANSACTION",
-}
 
 PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 
@@ -109,9 +106,7 @@ def test_every_placeholder_has_a_dummy_value(name):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(
-    "name", [name for name in statements() if name not in TRANSACTION_CONTROL]
-)
+@pytest.mark.parametrize("name", statements())
 def test_statement_plans(name):
     with connection.cursor() as cursor:
         if name in NEEDS_EXTENSION:
@@ -122,11 +117,8 @@ def test_statement_plans(name):
             if cursor.fetchone() is None:
                 cursor.execute(f"CREATE EXTENSION {extension}")
         text = sql.render(getattr(sql, name))
-        if "SAVEPOINT" in name:
-            # Transaction control has no plan: run it, inside a savepoint of the same name.
-            cursor.execute(sql.OPEN_JOB_SAVEPOINT)
-            cursor.execute(text, params_for(name))
-        elif is_utility(text):
+        if is_utility(text) or "SAVEPOINT" in text:
+            # SET and savepoints have no plan: run them (inside the test's transaction).
             cursor.execute(text, params_for(name))
         else:
             cursor.execute("EXPLAIN " + text, params_for(name))

@@ -6,6 +6,8 @@ printed, with the thread that wrote it.
 
 from __future__ import annotations
 
+import os
+
 from tests.settings import *  # noqa: F403
 
 LOGGING = {
@@ -25,3 +27,12 @@ LOGGING = {
     },
     "loggers": {"dpq": {"handlers": ["console"], "level": "DEBUG", "propagate": False}},
 }
+
+# DPQ_TEST_ISOLATION=serializable runs the worker's transactions at SERIALIZABLE.
+if os.environ.get("DPQ_TEST_ISOLATION") == "serializable":
+    from psycopg2.extensions import ISOLATION_LEVEL_SERIALIZABLE
+
+    DATABASES["default"]["OPTIONS"] = {  # noqa: F405
+        **DATABASES["default"].get("OPTIONS", {}),  # noqa: F405
+        "isolation_level": ISOLATION_LEVEL_SERIALIZABLE,
+    }

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 from django.apps import AppConfig
 
 
@@ -7,3 +9,10 @@ class TestappConfig(AppConfig):
     name = "tests.testapp"
     label = "testapp"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Worker subprocesses of tests/worker/test_outcomes.py: every dpq signal's receiver raises.
+        if os.environ.get("DPQ_TEST_RAISING_RECEIVERS"):
+            from tests import receivers
+
+            receivers.connect_raising_receivers()

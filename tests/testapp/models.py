@@ -13,3 +13,22 @@ class Effect(models.Model):
 
     def __str__(self) -> str:
         return f"effect of job {self.job_id}"
+
+
+class Child(models.Model):
+    """Points at an Effect. Django makes the foreign key DEFERRABLE INITIALLY DEFERRED, so a
+    child of a missing effect is refused only when its transaction commits."""
+
+    effect = models.ForeignKey(Effect, on_delete=models.CASCADE)
+
+    def __str__(self) -> str:
+        return f"child of effect {self.effect_id}"
+
+
+class Counter(models.Model):
+    """Rows that two SERIALIZABLE transactions read and write to conflict with each other."""
+
+    name = models.CharField(max_length=50)
+
+    def __str__(self) -> str:
+        return self.name
