@@ -83,7 +83,7 @@ def run_claim(
     *,
     solo: bool,
     is_suspect: Callable[[BaseJob], bool] | None = None,
-    on_claimed: Callable[[], None] | None = None,
+    on_claimed: Callable[[list[BaseJob]], None] | None = None,
     time_limit: float | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> ClaimOutcome:
@@ -104,7 +104,7 @@ def run_claim(
                 return outcome
             outcome.attempts = {job.id: job.attempts for job in jobs}
             if on_claimed is not None:
-                on_claimed()
+                on_claimed(jobs)
             runnable = []
             for job in jobs:
                 suspect = is_suspect is not None and is_suspect(job)

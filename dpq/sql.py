@@ -239,6 +239,17 @@ PUT_BACK_JOB = """
     )
 """
 
+# Lock again, in a transaction that commits, the jobs of claims this worker lost with its
+# connection (a server restart, a failover, a network cut) that the server rolled back: the
+# committed lock replaces the rolled-back claim's id in xmax, so the next claim of each does
+# not count a death (see FIND_DEAD_CLAIMS). Rows another worker holds are skipped.
+RELOCK_LOST_CLAIMS = """
+    SELECT j.id FROM {job_table} j
+    JOIN unnest(%(ids)s::bigint[], %(claim_xids)s::bigint[]) AS t(id, claim_xid) ON t.id = j.id
+    WHERE txid_status(t.claim_xid) = 'aborted'
+    FOR UPDATE OF j SKIP LOCKED
+"""
+
 # --- Enqueue -------------------------------------------------------------------------------
 
 # Insert one job. execute_at NULL means now().

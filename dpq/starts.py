@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg2
-from django.db import connections
+from django.db import connections, transaction
 
 from dpq import sql
 
@@ -147,3 +147,52 @@ class StartRecorder:
     def close(self) -> None:
         with self._lock:
             self.close_locked()
+
+
+class ClaimsInFlight:
+    """The claims this process's worker threads hold open, by thread.
+
+    A claim that rolls back with a lost connection looks like one that died with its worker.
+    The worker knows better: a thread that reconnects locks again the jobs of every claim of
+    this process that the server rolled back (its own, and those of threads that have not
+    noticed yet), so that none of them is counted as a death.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[str, list[tuple[int, int]]] = {}
+        self._lost: list[tuple[int, int]] = []
+
+    def hold(self, holder: str, jobs: list[Any]) -> None:
+        claims = [(job.id, job.claim_xid) for job in jobs if job.claim_xid is not None]
+        with self._lock:
+            self._open[holder] = claims
+
+    def release(self, holder: str) -> None:
+        with self._lock:
+            self._open.pop(holder, None)
+
+    def lose(self, holder: str) -> None:
+        """The holder's claim rolled back (its connection was lost, or an error ended it)."""
+        with self._lock:
+            self._lost.extend(self._open.pop(holder, []))
+
+    def all(self) -> list[tuple[int, int]]:
+        with self._lock:
+            return [*self._lost, *(c for claims in self._open.values() for c in claims)]
+
+    def relock_lost(self, using: str, job_table: str) -> list[int]:
+        """Lock the rolled-back claims' jobs in a transaction that commits; return their ids."""
+        claims = self.all()
+        if not claims:
+            return []
+        with transaction.atomic(using=using):
+            rows = sql.fetch_all(
+                using,
+                sql.RELOCK_LOST_CLAIMS,
+                {"ids": [c[0] for c in claims], "claim_xids": [c[1] for c in claims]},
+                job_table=job_table,
+            )
+        with self._lock:
+            self._lost = []
+        return [row[0] for row in rows]

@@ -143,7 +143,20 @@ class WorkerThread(threading.Thread):
             self.pool.queue.prepare_claim()
             # A worker writes starts all the time: keep the crash-accounting connection.
             self.pool.queue.start_recorder.keep_open = True
+            self.relock_lost_claims()
         return connection
+
+    def relock_lost_claims(self) -> None:
+        """After a reconnect: the claims the server rolled back are no deaths (see ClaimsInFlight)."""
+        queue = self.pool.queue
+        relocked = self.pool.claims.relock_lost(queue.using, queue.job_table)
+        if relocked:
+            logger.info(
+                "Jobs %s were running when their worker lost its database connection; "
+                "they return to the queue, not counted as crashes",
+                ", ".join(map(str, relocked)),
+                extra={"job_ids": relocked},
+            )
 
     def run_one(self) -> bool:
         """Claim one job (or --batch jobs) and run it; False when no job was ready."""
@@ -168,8 +181,9 @@ class WorkerThread(threading.Thread):
                 queue.claim,
                 solo=solo,
                 is_suspect=self.is_suspect,
-                on_claimed=pool.wake_one,
+                on_claimed=self.claimed,
             )
+            pool.claims.release(self.role)
         finally:
             pool.gate.release_shared()
         for run in outcome.runs:
@@ -177,6 +191,11 @@ class WorkerThread(threading.Thread):
         for suspect in outcome.suspects:
             self.run_suspect(suspect, claim_by_id=False)
         return outcome.claimed > 0
+
+    def claimed(self, jobs: list[BaseJob]) -> None:
+        """A claim of this thread's took ``jobs``: wake the next idle thread, note the claim."""
+        self.pool.wake_one()
+        self.pool.claims.hold(self.role, jobs)
 
     def run_batch(self) -> bool:
         """Claim up to --batch jobs, run them in one transaction, then run suspects alone."""
@@ -194,10 +213,11 @@ class WorkerThread(threading.Thread):
                     lambda: queue.claim(limit=1 + extra),
                     solo=False,
                     is_suspect=self.is_suspect,
-                    on_claimed=pool.wake_one,
+                    on_claimed=self.claimed,
                     time_limit=pool.options.batch_ms / 1000,
                     should_stop=pool.stopping.is_set,
                 )
+                pool.claims.release(self.role)
             finally:
                 pool.gate.release_shared()
             ran = len(outcome.runs)
@@ -296,6 +316,8 @@ class WorkerThread(threading.Thread):
                 self.role,
                 delay,
             )
+        # The claim this thread held, if any, rolled back: not a death.
+        self.pool.claims.lose(self.role)
         connection.close()
         self.pool.stopping.wait(delay)
 

@@ -24,6 +24,7 @@ from django.db import connections
 from django.utils import timezone
 
 from dpq import sql
+from dpq.starts import ClaimsInFlight
 from dpq.threads import (
     RECONNECT_MAX_DELAY,
     RECONNECT_MIN_DELAY,
@@ -82,6 +83,8 @@ class WorkerPool:
                 f"build it with notify_channel='...' or run without --listen"
             )
         self.gate = SoloGate()
+        # The claims the threads hold open: a lost connection's rollback is not a death.
+        self.claims = ClaimsInFlight()
         self.stopping = threading.Event()
         self.jobs_started = 0
         self._lock = threading.Lock()
