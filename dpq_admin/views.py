@@ -228,7 +228,7 @@ def _filter_running(
 def job_detail(
     model_admin: JobAdmin, request: HttpRequest, job_id: int
 ) -> HttpResponse:
-    """Every field of one job, args masked and indented, its traceback, and its actions."""
+    """Every field of one job, args and traceback masked, and its actions."""
     require_view_permission(model_admin, request)
     job = Job.objects.filter(pk=job_id).first()
     if job is None:
@@ -253,6 +253,7 @@ def job_detail(
             sort_keys=True,
             ensure_ascii=False,
         ),
+        "last_error": redact.redact_text(job.args, job.last_error),
         "may_requeue": not is_running
         and current_state in (JobState.FAILED, JobState.DELAYED),
         "may_delete": not is_running,
