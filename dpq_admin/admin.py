@@ -2,6 +2,8 @@
 
 Reads go through ``dpq_admin.state``; every change goes through ``Job.objects`` (requeue,
 requeue_failed, delete_jobs), which skip running jobs instead of waiting for their locks.
+Django's own add, change and delete pages and its delete_selected action are refused,
+redirected or answered by dpq's, so no URL waits on a worker's row lock.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import PermissionDenied
 from django.http import (
     HttpRequest,
     HttpResponse,
@@ -31,6 +34,17 @@ if TYPE_CHECKING:
 SAFE_METHODS = ("GET", "HEAD")
 POST_ONLY = ("POST",)
 RUNNING_SKIP_REASON = "a worker holds its row lock until the run ends"
+
+
+def running_refusal(job_id: int) -> str:
+    return (
+        f"Job {job_id} is running (a worker holds its row lock); it cannot be "
+        "deleted until its run ends."
+    )
+
+
+def missing_job(job_id: int) -> str:
+    return f"Job {job_id} does not exist: it ran and succeeded, or it was deleted."
 
 
 def plural(count: int, word: str) -> str:
@@ -152,9 +166,57 @@ class JobAdmin(admin.ModelAdmin):
         form_url: str = "",
         extra_context: dict | None = None,
     ) -> HttpResponse:
-        if not object_id.isdigit():
+        job_id = views.parse_job_id(object_id)
+        if job_id is None:
             return HttpResponseRedirect(views.admin_url(self, "changelist"))
-        return HttpResponseRedirect(views.admin_url(self, "job", int(object_id)))
+        return HttpResponseRedirect(views.admin_url(self, "job", job_id))
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict | None = None
+    ) -> HttpResponse:
+        """Django's delete page, answered with dpq's confirmation and SKIP LOCKED delete.
+
+        Django's own runs an ORM DELETE, which waits until a running job's worker commits;
+        this one refuses a running job at once.
+        """
+        if not self.has_delete_permission(request):
+            raise PermissionDenied
+        if request.method not in (*SAFE_METHODS, *POST_ONLY):
+            return HttpResponseNotAllowed((*SAFE_METHODS, *POST_ONLY))
+        dashboard = HttpResponseRedirect(views.admin_url(self, "changelist"))
+        job_id = views.parse_job_id(object_id)
+        if job_id is None:
+            self.message_user(
+                request,
+                f"{object_id!r} is not a job id; nothing was deleted.",
+                messages.ERROR,
+            )
+            return dashboard
+        job = Job.objects.filter(pk=job_id).first()
+        if job is None:
+            self.message_user(request, missing_job(job_id), messages.WARNING)
+            return dashboard
+        # Django's confirmation form posts post=yes: any non-empty POST confirms.
+        if request.method == "POST" and request.POST:
+            return self.delete_one(request, job)
+        running = state.read_running()
+        if job_id in running.ids:
+            self.message_user(request, running_refusal(job_id), messages.ERROR)
+            return HttpResponseRedirect(views.admin_url(self, "job", job_id))
+        return self.delete_confirmation(request, [job_id], [job], running)
+
+    def delete_one(self, request: HttpRequest, job: Job) -> HttpResponse:
+        """Delete one job unless a worker holds it; log it and say what happened."""
+        result = Job.objects.delete_jobs([job.pk])
+        if result.skipped_running:
+            self.message_user(request, running_refusal(job.pk), messages.ERROR)
+            return HttpResponseRedirect(views.admin_url(self, "job", job.pk))
+        if result.deleted:
+            self.log_jobs(request, [job], DELETION, "Deleted from the dashboard")
+            self.message_user(request, f"Deleted job {job.pk}.", messages.SUCCESS)
+        else:
+            self.message_user(request, missing_job(job.pk), messages.WARNING)
+        return HttpResponseRedirect(views.admin_url(self, "changelist"))
 
     def get_actions(self, request: HttpRequest) -> dict:
         actions = super().get_actions(request)
@@ -198,7 +260,7 @@ class JobAdmin(admin.ModelAdmin):
         ids = views.posted_ids(request)
         before = list(queryset.order_by("id"))
         if request.POST.get("confirm") != "yes":
-            return self.delete_confirmation(request, ids, before)
+            return self.delete_confirmation(request, ids, before, state.read_running())
         result = Job.objects.delete_jobs(ids)
         remaining = set(
             Job.objects.filter(pk__in=[job.pk for job in before]).values_list(
@@ -215,9 +277,12 @@ class JobAdmin(admin.ModelAdmin):
         return None
 
     def delete_confirmation(
-        self, request: HttpRequest, ids: Sequence[int], jobs: list[Job]
+        self,
+        request: HttpRequest,
+        ids: Sequence[int],
+        jobs: list[Job],
+        running: state.Running,
     ) -> TemplateResponse:
-        running = state.read_running()
         context = {
             **views.page_context(self, request, "Delete jobs: are you sure?"),
             "jobs": jobs,

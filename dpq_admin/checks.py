@@ -1,14 +1,38 @@
-"""System checks of the dashboard: pgrowlocks is installed (``manage.py check --database``)."""
+"""System checks of the dashboard: django_tables2 is installed (``manage.py check``), and
+pgrowlocks is installed (``manage.py check --database``)."""
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterable
 from typing import Any
 
+from django.apps import apps
 from django.core import checks
 from django.db import DatabaseError
 
 from dpq_admin import state
+
+
+@checks.register(checks.Tags.admin)
+def check_dependencies(
+    app_configs: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """Error when django_tables2 is not an installed app: every dashboard page loads its
+    template tags and would answer 500 (TemplateSyntaxError)."""
+    if apps.is_installed("django_tables2"):
+        return []
+    hint = 'Add "django_tables2" to INSTALLED_APPS.'
+    if importlib.util.find_spec("django_tables2") is None:
+        hint = 'Run pip install django-tables2, then add "django_tables2" to INSTALLED_APPS.'
+    return [
+        checks.Error(
+            "'django_tables2' must be in INSTALLED_APPS to use the dpq dashboard "
+            "(dpq_admin): its pages are django-tables2 tables.",
+            hint=hint,
+            id="dpq_admin.E001",
+        )
+    ]
 
 
 @checks.register(checks.Tags.database)

@@ -135,8 +135,10 @@ class JobTable(tables.Table):
     def render_args(self, record: Job) -> SafeString:
         return format_html("<code>{}</code>", args_preview(record))
 
-    def render_last_error(self, value: str) -> str:
-        lines = [line for line in value.strip().splitlines() if line.strip()]
+    def render_last_error(self, record: Job, value: str) -> str:
+        # Masked before it is cut, so that a cut cannot leave half a secret showing.
+        text = redact.redact_text(record.args, value)
+        lines = [line for line in text.strip().splitlines() if line.strip()]
         last = lines[-1] if lines else ""
         if len(last) > ERROR_PREVIEW_LENGTH:
             return last[: ERROR_PREVIEW_LENGTH - 1] + "…"

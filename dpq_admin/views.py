@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from dpq_admin.admin import JobAdmin
 
 PER_PAGE = 50
+# PostgreSQL's bigint: a larger id would fail in the database, not find nothing.
+MAX_JOB_ID = 2**63 - 1
 LIST_STATES = ("queued", "running", "delayed", "failed", "all")
 # Columns a list of each state leaves out (the rest say nothing about that state).
 HIDDEN_COLUMNS = {
@@ -226,7 +228,7 @@ def _filter_running(
 def job_detail(
     model_admin: JobAdmin, request: HttpRequest, job_id: int
 ) -> HttpResponse:
-    """Every field of one job, args masked and indented, its traceback, and its actions."""
+    """Every field of one job, args and traceback masked, and its actions."""
     require_view_permission(model_admin, request)
     job = Job.objects.filter(pk=job_id).first()
     if job is None:
@@ -251,6 +253,7 @@ def job_detail(
             sort_keys=True,
             ensure_ascii=False,
         ),
+        "last_error": redact.redact_text(job.args, job.last_error),
         "may_requeue": not is_running
         and current_state in (JobState.FAILED, JobState.DELAYED),
         "may_delete": not is_running,
@@ -265,9 +268,19 @@ def job_detail(
     return TemplateResponse(request, "dpq_admin/job.html", context)
 
 
+def parse_job_id(text: str) -> int | None:
+    """The job id a URL names, or None when ``text`` is not one ("abc", "²", past bigint)."""
+    if text.isascii() and text.isdigit() and int(text) <= MAX_JOB_ID:
+        return int(text)
+    return None
+
+
 def posted_ids(request: HttpRequest) -> list[int]:
-    """The job ids a form posted, sorted; ValueError when one is not a number."""
-    return sorted({int(value) for value in request.POST.getlist("ids")})
+    """The job ids a form posted, sorted; ValueError when one is not a number or past bigint."""
+    ids = sorted({int(value) for value in request.POST.getlist("ids")})
+    if any(abs(job_id) > MAX_JOB_ID for job_id in ids):
+        raise ValueError(f"job ids must be at most {MAX_JOB_ID}")
+    return ids
 
 
 def run_action(model_admin: JobAdmin, request: HttpRequest) -> HttpResponse:
@@ -284,7 +297,10 @@ def run_action(model_admin: JobAdmin, request: HttpRequest) -> HttpResponse:
     try:
         ids = posted_ids(request)
     except ValueError:
-        messages.error(request, "Job ids must be numbers; nothing was changed.")
+        messages.error(
+            request,
+            "Job ids must be numbers (whole, below 2**63); nothing was changed.",
+        )
         return HttpResponseRedirect(safe_next(request, fallback))
     if not ids:
         messages.warning(

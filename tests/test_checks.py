@@ -1,12 +1,18 @@
-"""System checks: DPQ_QUEUE must name a queue."""
+"""System checks: DPQ_QUEUE must name a queue; the dashboard needs django_tables2."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
+from django.conf import settings as django_settings
+from django.core import checks
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
+from django.test import override_settings
 
 from dpq.checks import check_queue_setting
+from dpq_admin import checks as admin_checks
 
 
 def test_check_passes_when_dpq_queue_is_unset(settings):
@@ -55,3 +61,50 @@ def test_check_command_fails_on_a_bad_dpq_queue(settings):
 
     with pytest.raises(SystemCheckError, match=r"dpq\.E002"):
         call_command("check")
+
+
+def without_django_tables2():
+    return override_settings(
+        INSTALLED_APPS=[
+            app for app in django_settings.INSTALLED_APPS if app != "django_tables2"
+        ]
+    )
+
+
+def test_dashboard_check_passes_with_django_tables2_installed():
+    assert admin_checks.check_dependencies() == []
+
+
+def test_dashboard_check_reports_e001_without_django_tables2_in_installed_apps():
+    with without_django_tables2():
+        [error] = admin_checks.check_dependencies()
+
+    assert error.id == "dpq_admin.E001"
+    assert error.level == checks.ERROR
+    assert "'django_tables2' must be in INSTALLED_APPS" in error.msg
+    assert error.hint == 'Add "django_tables2" to INSTALLED_APPS.'
+
+
+def test_dashboard_check_says_pip_install_when_django_tables2_cannot_be_imported(
+    monkeypatch,
+):
+    # None in sys.modules is Python's own way to make an import fail.
+    monkeypatch.setitem(sys.modules, "django_tables2", None)
+    with without_django_tables2():
+        [error] = admin_checks.check_dependencies()
+
+    assert error.id == "dpq_admin.E001"
+    assert "pip install django-tables2" in error.hint
+    assert '"django_tables2" to INSTALLED_APPS' in error.hint
+
+
+def test_check_command_fails_without_django_tables2():
+    with (
+        without_django_tables2(),
+        pytest.raises(SystemCheckError, match=r"dpq_admin\.E001"),
+    ):
+        call_command("check")
+
+
+def test_check_command_passes_with_the_test_settings():
+    call_command("check")

@@ -11,6 +11,7 @@ from django.db import connection, transaction
 from django.urls import reverse
 
 from dpq import sql
+from dpq.models import Job
 from tests.conftest import wait_until
 
 WORKER_NAME = "dpq:default:testhost:4242:t1"
@@ -54,11 +55,12 @@ def viewer_client(client, make_staff):
 
 
 class HeldJob:
-    """A job claimed by another connection, named like a worker thread, inside an open
-    transaction: the row stays visible and locked until ``release()``."""
+    """A job row locked by another connection, named like a worker thread, inside an open
+    transaction: the row stays visible and locked until ``release()``. ``take`` locks it
+    (a claim, or SELECT ... FOR UPDATE) and returns the job."""
 
-    def __init__(self, queue, application_name: str = WORKER_NAME) -> None:
-        self.queue = queue
+    def __init__(self, take, application_name: str = WORKER_NAME) -> None:
+        self.take = take
         self.application_name = application_name
         self.claimed = threading.Event()
         self.release_event = threading.Event()
@@ -72,7 +74,7 @@ class HeldJob:
                 "default", sql.SET_APPLICATION_NAME, {"name": self.application_name}
             )
             with transaction.atomic():
-                self.job = self.queue.claim()[0]
+                self.job = self.take()
                 self.claimed.set()
                 self.release_event.wait(30)
         except BaseException as exc:  # reported to the test through self.error
@@ -99,13 +101,39 @@ def hold_job(queue):
     held: list[HeldJob] = []
 
     def hold(application_name: str = WORKER_NAME) -> HeldJob:
-        holder = HeldJob(queue, application_name).start()
+        holder = HeldJob(lambda: queue.claim()[0], application_name).start()
         held.append(holder)
         return holder
 
     yield hold
     for holder in held:
         holder.release()
+
+
+@pytest.fixture
+def lock_job():
+    """Factory: ``lock_job(job)`` holds the job's row with SELECT ... FOR UPDATE on a
+    worker-named connection, in any state (a claim takes only ready jobs)."""
+    held: list[HeldJob] = []
+
+    def lock(job: Job) -> HeldJob:
+        holder = HeldJob(lambda: Job.objects.select_for_update().get(pk=job.pk)).start()
+        held.append(holder)
+        return holder
+
+    yield lock
+    for holder in held:
+        holder.release()
+
+
+@pytest.fixture
+def no_lock_wait(transactional_db):
+    """Make any wait for a lock on the test's connection fail within seconds, not hang."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET lock_timeout = '2s'")
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("RESET lock_timeout")
 
 
 @pytest.fixture

@@ -246,3 +246,13 @@ def test_delete_confirmation_queries_do_not_grow_with_selection(
 
     assert response.status_code == 200
     assert len(response.context["jobs"]) == 200
+
+
+@pytest.mark.django_db
+def test_delete_page_queries_are_bounded(
+    operator_client, django_assert_max_num_queries
+):
+    job = Job.objects.create(task="noop")
+
+    with django_assert_max_num_queries(MAX_QUERIES):
+        assert operator_client.get(url("delete", job.pk)).status_code == 200
