@@ -10,6 +10,7 @@ threads themselves are in dpq/threads.py.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import os
 import select
@@ -21,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg2
 from django.db import connections
-from django.utils import timezone
 
 from dpq import sql
 from dpq.threads import (
@@ -58,6 +58,12 @@ def describe_database(using: str) -> str:
     port = f":{params['PORT']}" if params.get("PORT") else ""
     user = f"{params['USER']}@" if params.get("USER") else ""
     return f"{user}{host}{port}/{params.get('NAME')}"
+
+
+def seconds_until(moment: datetime.datetime) -> float:
+    """Seconds from now until ``moment``, naive (USE_TZ = False: local time) or aware."""
+    # Now in the moment's own kind: a naive one minus an aware one raises TypeError.
+    return (moment - datetime.datetime.now(moment.tzinfo)).total_seconds()
 
 
 class WorkerPool:
@@ -164,9 +170,7 @@ class WorkerPool:
         job, _, exc = result
         if exc is None or job.failed_at is not None:
             return
-        due = time.monotonic() + max(
-            0.0, (job.execute_at - timezone.now()).total_seconds()
-        )
+        due = time.monotonic() + max(0.0, seconds_until(job.execute_at))
         with self._lock:
             if self._due_hint is None or due < self._due_hint:
                 self._due_hint = due
@@ -307,10 +311,9 @@ class WorkerPool:
         statement = sql.render(sql.CHECK_DUE_JOBS, self.queue.job_table)
         with self._listener.cursor() as cursor:
             cursor.execute(statement, {"queue": self.queue.name})
-            has_ready, next_due_at = cursor.fetchone()
-        if next_due_at is None:
+            has_ready, seconds = cursor.fetchone()
+        if seconds is None:
             return bool(has_ready), None
-        seconds = (next_due_at - timezone.now()).total_seconds()
         return bool(has_ready), time.monotonic() + max(0.0, seconds)
 
     def close_listener(self) -> None:
