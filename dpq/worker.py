@@ -96,6 +96,7 @@ class WorkerPool:
         self.gate = SoloGate()
         self.stopping = threading.Event()
         self.jobs_started = 0
+        self.failed = False
         self._lock = threading.Lock()
         self._idle: list[WorkerThread] = []
         self._pending_wakes = 0
@@ -192,6 +193,11 @@ class WorkerPool:
                 self._idle.remove(thread)
         self._poke()
 
+    def fail(self) -> None:
+        """Stop the pool after an unexpected error: the process then exits with code 1."""
+        self.failed = True
+        self.stop()
+
     def stop(self) -> None:
         self.stopping.set()
         with self._lock:
@@ -225,13 +231,19 @@ class WorkerPool:
             describe_database(self.queue.using),
             extra={"queue": self.queue.name, "threads": self.options.threads},
         )
-        self._running_threads = self.options.threads
-        for number in range(1, self.options.threads + 1):
-            thread = WorkerThread(self, number)
-            self._threads.append(thread)
-            thread.start()
         try:
+            for number in range(1, self.options.threads + 1):
+                thread = WorkerThread(self, number)
+                self._threads.append(thread)
+                with self._lock:
+                    self._running_threads += 1
+                thread.start()
             self.dispatch()
+        except BaseException:
+            # Only a lost connection is known to be safe to carry on from (dispatch() does);
+            # anything else stops the pool, and the exit code asks for a fresh process.
+            logger.exception("The dispatcher failed; stopping the worker")
+            self.fail()
         finally:
             self.close_listener()
         try:
@@ -352,7 +364,7 @@ class WorkerPool:
             exit_at_once()
         self.queue.close()
         logger.info("dpq worker stopped after %s job(s)", self.jobs_started)
-        return 0
+        return 1 if self.failed else 0
 
     def install_signal_handlers(self) -> None:
         """Act on SIGTERM/SIGINT in a thread of their own, ``dpq-signals``.
@@ -415,6 +427,10 @@ class WorkerPool:
                             self.options.grace,
                         )
                         exit_at_once()
+        except BaseException:
+            # No thread would act on the next signal: stop while the pool still can.
+            logger.exception("The signal thread failed; stopping the worker")
+            self.fail()
         finally:
             pipe.close()
 
