@@ -178,19 +178,23 @@ RECORD_JOB_FAILURE = """
 """
 
 # For an idle worker's dispatcher: is any job of the queue ready (running ones count too:
-# only a claim can tell them apart), and when is the next delayed one due (NULL if none)?
-# Two LIMIT 1 walks of dpq_job_due_idx in execute_at order (an EXISTS here was planned as a
-# Seq Scan, which reads the whole table right after a backlog drains); takes no locks. One
-# such query per poll interval is all an idle worker process costs the database.
+# only a claim can tell them apart), and in how many seconds is the next delayed one due
+# (NULL if none)? Seconds, not a timestamp: the server's clock does the arithmetic, so the
+# worker never subtracts datetimes, naive or aware (USE_TZ); each side's EXTRACT, because
+# subtracting the timestamps fails on 'infinity'. Two LIMIT 1 walks of dpq_job_due_idx in
+# execute_at order (an EXISTS here was planned as a Seq Scan, which reads the whole table
+# right after a backlog drains); takes no locks. One such query per poll interval is all an
+# idle worker process costs the database.
 CHECK_DUE_JOBS = """
     SELECT COALESCE((
                SELECT execute_at FROM {job_table}
                WHERE queue = %(queue)s AND failed_at IS NULL
                ORDER BY execute_at LIMIT 1
            ) <= now(), false),
-           (SELECT execute_at FROM {job_table}
+           (SELECT EXTRACT(EPOCH FROM execute_at) - EXTRACT(EPOCH FROM now())
+            FROM {job_table}
             WHERE queue = %(queue)s AND failed_at IS NULL AND execute_at > now()
-            ORDER BY execute_at LIMIT 1)
+            ORDER BY execute_at LIMIT 1)::float8
 """
 
 # Count starts before the tasks run (crash accounting), one row per job: %(starts)s and

@@ -127,9 +127,23 @@ class WorkerThread(threading.Thread):
                 if pool.options.burst:
                     break
                 pool.idle(self)
+        except BaseException:
+            # A bug outside run_one()'s handling, or a task's SystemExit: the pool cannot go
+            # on a thread short, so it stops and the process exits non-zero.
+            logger.exception(
+                "Worker thread %s stopped by an unexpected error", self.role
+            )
+            pool.fail()
         finally:
-            connections[pool.queue.using].close()
-            pool.thread_finished(self)
+            try:
+                connections[pool.queue.using].close()
+            except BaseException:
+                logger.exception(
+                    "Worker thread %s could not close its connection", self.role
+                )
+                pool.fail()
+            finally:
+                pool.thread_finished(self)
 
     def ensure_connection(self) -> Any:
         """This thread's DatabaseWrapper, connected and set up as a worker's."""

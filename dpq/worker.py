@@ -10,6 +10,7 @@ threads themselves are in dpq/threads.py.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import os
 import select
@@ -21,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg2
 from django.db import connections
-from django.utils import timezone
 
 from dpq import sql
+from dpq.signal_pipe import SignalPipe
 from dpq.starts import ClaimsInFlight
 from dpq.threads import (
     RECONNECT_MAX_DELAY,
@@ -37,6 +38,11 @@ if TYPE_CHECKING:
     from dpq.queue import Queue, RunResult
 
 logger = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# How much longer than --grace a stop signal gives the process before the signal thread
+# ends it: time to close connections, unless the main thread is stuck in a call.
+EXIT_MARGIN = 5.0
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,12 @@ def describe_database(using: str) -> str:
     port = f":{params['PORT']}" if params.get("PORT") else ""
     user = f"{params['USER']}@" if params.get("USER") else ""
     return f"{user}{host}{port}/{params.get('NAME')}"
+
+
+def seconds_until(moment: datetime.datetime) -> float:
+    """Seconds from now until ``moment``, naive (USE_TZ = False: local time) or aware."""
+    # Now in the moment's own kind: a naive one minus an aware one raises TypeError.
+    return (moment - datetime.datetime.now(moment.tzinfo)).total_seconds()
 
 
 class WorkerPool:
@@ -87,6 +99,7 @@ class WorkerPool:
         self.claims = ClaimsInFlight()
         self.stopping = threading.Event()
         self.jobs_started = 0
+        self.failed = False
         self._lock = threading.Lock()
         self._idle: list[WorkerThread] = []
         self._pending_wakes = 0
@@ -94,6 +107,9 @@ class WorkerPool:
         self._threads: list[WorkerThread] = []
         self._running_threads = 0
         self._signals = 0
+        self._signal_pipe: SignalPipe | None = None
+        self._signal_thread: threading.Thread | None = None
+        self._finished = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._listener: Any = None
@@ -167,9 +183,7 @@ class WorkerPool:
         job, _, exc = result
         if exc is None or job.failed_at is not None:
             return
-        due = time.monotonic() + max(
-            0.0, (job.execute_at - timezone.now()).total_seconds()
-        )
+        due = time.monotonic() + max(0.0, seconds_until(job.execute_at))
         with self._lock:
             if self._due_hint is None or due < self._due_hint:
                 self._due_hint = due
@@ -181,6 +195,11 @@ class WorkerPool:
             if thread in self._idle:
                 self._idle.remove(thread)
         self._poke()
+
+    def fail(self) -> None:
+        """Stop the pool after an unexpected error: the process then exits with code 1."""
+        self.failed = True
+        self.stop()
 
     def stop(self) -> None:
         self.stopping.set()
@@ -215,16 +234,25 @@ class WorkerPool:
             describe_database(self.queue.using),
             extra={"queue": self.queue.name, "threads": self.options.threads},
         )
-        self._running_threads = self.options.threads
-        for number in range(1, self.options.threads + 1):
-            thread = WorkerThread(self, number)
-            self._threads.append(thread)
-            thread.start()
         try:
+            for number in range(1, self.options.threads + 1):
+                thread = WorkerThread(self, number)
+                self._threads.append(thread)
+                with self._lock:
+                    self._running_threads += 1
+                thread.start()
             self.dispatch()
+        except BaseException:
+            # Only a lost connection is known to be safe to carry on from (dispatch() does);
+            # anything else stops the pool, and the exit code asks for a fresh process.
+            logger.exception("The dispatcher failed; stopping the worker")
+            self.fail()
         finally:
             self.close_listener()
-        return self.finish()
+        try:
+            return self.finish()
+        finally:
+            self._finished.set()
 
     def dispatch(self) -> None:
         """Wake threads on notifications and when delayed jobs fall due, until stopped."""
@@ -310,10 +338,9 @@ class WorkerPool:
         statement = sql.render(sql.CHECK_DUE_JOBS, self.queue.job_table)
         with self._listener.cursor() as cursor:
             cursor.execute(statement, {"queue": self.queue.name})
-            has_ready, next_due_at = cursor.fetchone()
-        if next_due_at is None:
+            has_ready, seconds = cursor.fetchone()
+        if seconds is None:
             return bool(has_ready), None
-        seconds = (next_due_at - timezone.now()).total_seconds()
         return bool(has_ready), time.monotonic() + max(0.0, seconds)
 
     def close_listener(self) -> None:
@@ -337,23 +364,81 @@ class WorkerPool:
                 ", ".join(alive),
             )
             self.queue.close()
-            logging.shutdown()
-            os._exit(1)
+            exit_at_once()
         self.queue.close()
         logger.info("dpq worker stopped after %s job(s)", self.jobs_started)
-        return 0
+        return 1 if self.failed else 0
 
     def install_signal_handlers(self) -> None:
+        """Act on SIGTERM/SIGINT in a thread of their own, ``dpq-signals``.
+
+        Only in the main thread (the only one Python lets install handlers). They stay after
+        run(), so that a signal while the process exits still ends it cleanly; a caller that
+        goes on after run() puts its own back with restore_signal_handlers().
+        """
         if threading.current_thread() is not threading.main_thread():
             return
-        signal.signal(signal.SIGTERM, self.handle_signal)
-        if self.supervisor_pid is None:
-            signal.signal(signal.SIGINT, self.handle_signal)
-        else:
-            # Ctrl-C reaches the whole process group; the supervisor turns it into SIGTERM.
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if self._signal_pipe is not None:
+            return
+        # Ctrl-C reaches the whole process group; the supervisor turns it into SIGTERM.
+        ignore = (signal.SIGINT,) if self.supervisor_pid is not None else ()
+        self._signal_pipe = SignalPipe(set(STOP_SIGNALS) - set(ignore), ignore=ignore)
+        self._signal_pipe.install()
+        self._signal_thread = threading.Thread(
+            target=self.watch_signals,
+            args=(self._signal_pipe,),
+            name="dpq-signals",
+            daemon=True,
+        )
+        self._signal_thread.start()
 
-    def handle_signal(self, signum: int, frame: Any) -> None:
+    def restore_signal_handlers(self) -> None:
+        if self._signal_pipe is None or self._signal_thread is None:
+            return
+        self._signal_pipe.restore()
+        self._signal_thread.join()
+        self._signal_pipe = self._signal_thread = None
+
+    def watch_signals(self, pipe: SignalPipe) -> None:
+        """The first stop signal stops the pool; the second, or --grace running out, exits.
+
+        The main thread may be where no signal reaches it (a database call that never
+        returns): this thread ends the process --grace plus EXIT_MARGIN seconds after the
+        first signal if the pool has not finished by then.
+        """
+        deadline: float | None = None
+        try:
+            while True:
+                timeout = (
+                    None if deadline is None else max(0.0, deadline - time.monotonic())
+                )
+                signums = pipe.wait(timeout)
+                if signums is None:
+                    return
+                for signum in signums:
+                    self.handle_signal(signum)
+                    if deadline is None:
+                        deadline = time.monotonic() + self.options.grace + EXIT_MARGIN
+                if deadline is not None and time.monotonic() >= deadline:
+                    deadline = None
+                    if not self._finished.is_set():
+                        logger.error(
+                            "The worker has not stopped %ss after the signal (--grace %ss); "
+                            "exiting: running at-least-once jobs roll back and return to the "
+                            "queue",
+                            self.options.grace + EXIT_MARGIN,
+                            self.options.grace,
+                        )
+                        exit_at_once()
+        except BaseException:
+            # No thread would act on the next signal: stop while the pool still can.
+            logger.exception("The signal thread failed; stopping the worker")
+            self.fail()
+        finally:
+            pipe.close()
+
+    def handle_signal(self, signum: int) -> None:
+        """Act on a stop signal: called by the signal thread, never in a signal handler."""
         self._signals += 1
         name = signal.Signals(signum).name
         if self._signals == 1:
@@ -370,8 +455,13 @@ class WorkerPool:
             "return to the queue",
             name,
         )
-        logging.shutdown()
-        os._exit(1)
+        exit_at_once()
+
+
+def exit_at_once() -> None:
+    """End the process now, with code 1: PostgreSQL rolls back what its connections hold."""
+    logging.shutdown()
+    os._exit(1)
 
 
 def run_worker(queue: Queue, options: WorkerOptions) -> int:

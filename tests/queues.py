@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import threading
+
 from dpq.queue import AtLeastOnceQueue, AtMostOnceQueue
 from dpq.retry import FixedBackoff
 from tests import tasks
@@ -52,4 +55,28 @@ outcome_queue = AtLeastOnceQueue(
 )
 unaccounted_outcome_queue = AtLeastOnceQueue(
     tasks=tasks.WORKER_TASKS, crash_limit=None, **OUTCOME_SETTINGS
+)
+
+
+class DispatcherBugQueue(AtLeastOnceQueue):
+    """A queue whose table name the worker's main thread cannot read once the file named by
+    $DPQ_TEST_DISPATCHER_BUG exists: a bug in the dispatcher's due-check, on demand.
+
+    The worker threads, and any process without that variable, use the queue as usual.
+    """
+
+    @property
+    def job_table(self) -> str:
+        path = os.environ.get("DPQ_TEST_DISPATCHER_BUG")
+        if (
+            path
+            and threading.current_thread() is threading.main_thread()
+            and os.path.exists(path)
+        ):
+            raise RuntimeError("a bug in the dispatcher (injected by the test)")
+        return super().job_table
+
+
+dispatcher_bug_queue = DispatcherBugQueue(
+    tasks=tasks.WORKER_TASKS, notify_channel="dpq-tests", crash_limit=3
 )

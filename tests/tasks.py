@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -232,12 +233,24 @@ OUTCOME_TASKS = {
 }
 
 
+def raise_system_exit(queue, job):
+    """Call sys.exit() in a worker thread: not an Exception, so no task failure either."""
+    sys.exit(3)
+
+
+def freeze_process(queue, job):
+    """Stop the whole worker process (SIGSTOP): it no longer answers SIGTERM, only SIGKILL."""
+    os.kill(os.getpid(), signal.SIGSTOP)
+
+
 WORKER_TASKS = {
     **TASKS,
     "slow_record": slow_record,
     "wait_for_file": wait_for_file,
     "stall_first_run": stall_first_run,
     **OUTCOME_TASKS,
+    "raise_system_exit": raise_system_exit,
+    "freeze_process": freeze_process,
 }
 
 

@@ -7,6 +7,7 @@ its group (SIGKILL) at teardown, before pytest-django empties the tables.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -18,7 +19,10 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from dpq.models import Job
 from tests.conftest import wait_until
+from tests.queues import queue
+from tests.testapp.models import Effect
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER_SETTINGS = "tests.worker_settings"
@@ -172,3 +176,32 @@ def claimed_when_the_worker_died() -> set[int]:
     """
     rows = fetch("SELECT id FROM dpq_job WHERE xmax::text <> '0'")
     return {row[0] for row in rows}
+
+
+def storm(process, seed: int, *, stop_text: str) -> int:
+    """Send a random burst of SIGTERM/SIGINT at random moments; return how many were sent.
+
+    Between signals the test sends notifications, each of which makes the dispatcher take
+    the pool's lock: the gaps are the storm's randomness, not a synchronisation. The storm
+    ends early once the process says it stopped (a signal later than that finds only an
+    interpreter shutting down).
+    """
+    rng = random.Random(seed)
+    sent = 0
+    for _ in range(rng.randint(2, 12)):
+        for _ in range(rng.randint(0, 30)):
+            queue.notify()
+        if not process.alive() or stop_text in process.log:
+            break
+        process.send(rng.choice([signal.SIGTERM, signal.SIGINT]))
+        sent += 1
+    return sent
+
+
+def assert_each_job_ran_once_or_is_back(ids: list[int]) -> None:
+    ran = set(Effect.objects.values_list("job_id", flat=True))
+    left = dict(Job.objects.values_list("id", "attempts"))
+    assert ran | set(left) == set(ids)
+    assert not ran & set(left)
+    assert set(left.values()) <= {0}
+    assert not Job.objects.filter(failed_at__isnull=False).exists()

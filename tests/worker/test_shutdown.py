@@ -10,7 +10,7 @@ from dpq.models import Job
 from tests.conftest import wait_until
 from tests.queues import worker_queue
 from tests.testapp.models import Effect
-from tests.worker.conftest import fetch
+from tests.worker.conftest import assert_each_job_ran_once_or_is_back, fetch, storm
 
 
 @pytest.fixture
@@ -81,3 +81,29 @@ def test_second_signal_exits_at_once_and_the_job_returns_to_the_queue(
     job.refresh_from_db()
     assert (job.attempts, job.failed_at) == (0, None)
     assert not Effect.objects.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("seed", range(5))
+def test_a_storm_of_stop_signals_always_ends_in_a_clean_exit(worker_process, seed):
+    ids = worker_queue.enqueue_many(
+        [("slow_record", {"seconds": 0.005}) for _ in range(2000)]
+    )
+    worker = worker_process(
+        "--grace", "3", queue="tests.queues.worker_queue", threads=4
+    )
+    worker.wait_for_log("succeeded in")
+
+    sent = storm(worker, seed, stop_text="dpq worker stopped")
+    # --grace plus a few seconds, on a noisy machine.
+    code = worker.wait_for_exit(3 + 15)
+
+    assert sent >= 1
+    assert "Received SIG" in worker.log
+    # Exit at once (1) on a second signal, or a warm stop (0) that beat it.
+    assert code == (1 if "exiting at once" in worker.log else 0), worker.log[-3000:]
+    assert "Traceback" not in worker.log
+    assert "Logging error" not in worker.log
+    wait_until(worker.gone_from_database)
+    assert_each_job_ran_once_or_is_back(ids)
