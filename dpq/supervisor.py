@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from django.db import connections
 
-from dpq.signal_pipe import SignalPipe
+from dpq.shutdown import EXIT_MARGIN, STOP_SIGNALS, SignalPipe
 
 if TYPE_CHECKING:
     from dpq.queue import Queue
@@ -30,10 +30,6 @@ logger = logging.getLogger(__name__)
 # so a worker that cannot start does not spin.
 QUICK_DEATH_SECONDS = 5.0
 MAX_RESTART_PAUSE = 30.0
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-# How much longer than --grace the worker processes have to exit after a stop signal before
-# the supervisor kills them; after a second signal, all they get.
-EXIT_MARGIN = 5.0
 
 
 def describe_exit(status: int) -> str:
