@@ -76,9 +76,12 @@ def log_handler() -> Iterator[PlainLockHandler]:
 def signal_handlers_restored() -> Iterator[None]:
     """Check that each test puts back this process's own handlers and wake-up fd."""
     before = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    # Reading the wake-up fd means setting one (an event loop of an earlier test may own it).
+    wakeup_fd = signal.set_wakeup_fd(-1)
+    signal.set_wakeup_fd(wakeup_fd)
     yield
     assert {signum: signal.getsignal(signum) for signum in STOP_SIGNALS} == before
-    assert signal.set_wakeup_fd(-1) == -1
+    assert signal.set_wakeup_fd(wakeup_fd) == wakeup_fd
 
 
 @pytest.fixture
