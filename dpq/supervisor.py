@@ -14,9 +14,11 @@ import os
 import signal
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from django.db import connections
+
+from dpq.shutdown import EXIT_MARGIN, STOP_SIGNALS, SignalPipe
 
 if TYPE_CHECKING:
     from dpq.queue import Queue
@@ -28,7 +30,6 @@ logger = logging.getLogger(__name__)
 # so a worker that cannot start does not spin.
 QUICK_DEATH_SECONDS = 5.0
 MAX_RESTART_PAUSE = 30.0
-STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 def describe_exit(status: int) -> str:
@@ -41,17 +42,27 @@ def describe_exit(status: int) -> str:
 
 
 class Supervisor:
+    """Forks --processes worker pools and keeps them running until stopped.
+
+    Everything happens in the main loop, one thread: the signal handlers only note signals
+    (SIGCHLD too) in a pipe, which the loop waits on.
+    """
+
     def __init__(self, queue: Queue, options: WorkerOptions) -> None:
         self.queue = queue
         self.options = options
         self.children: dict[int, float] = {}  # pid -> start time
         self.stopping = False
+        self.failed = False
         self.signals = 0
         self.quick_deaths = 0
+        self.restarts = 0  # worker processes to start again at restart_at
+        self.restart_at = 0.0
+        self.kill_at: float | None = None  # once stopping: SIGKILL the children left
+        self._signal_pipe: SignalPipe | None = None
 
     def run(self) -> int:
-        signal.signal(signal.SIGTERM, self.handle_signal)
-        signal.signal(signal.SIGINT, self.handle_signal)
+        self.install_signal_handlers()
         logger.info(
             "dpq supervisor started: %s worker processes of %s threads for queue %r",
             self.options.processes,
@@ -60,52 +71,129 @@ class Supervisor:
         )
         for _ in range(self.options.processes):
             self.start_child()
-        failed = False
+        while self.children or (self.restarts and not self.stopping):
+            for signum in self.read_signals(self.next_timeout()):
+                if signum in STOP_SIGNALS:
+                    self.handle_signal(signum)
+            self.reap_children()
+            now = time.monotonic()
+            if self.kill_at is not None and now >= self.kill_at:
+                self.kill_children()
+            if self.restarts and not self.stopping and now >= self.restart_at:
+                for _ in range(self.restarts):
+                    self.start_child()
+                self.restarts = 0
+        logger.info("dpq supervisor stopped")
+        return 1 if self.failed else 0
+
+    def install_signal_handlers(self) -> None:
+        if self._signal_pipe is None:
+            self._signal_pipe = SignalPipe((*STOP_SIGNALS, signal.SIGCHLD))
+            self._signal_pipe.install()
+
+    def restore_signal_handlers(self) -> None:
+        if self._signal_pipe is not None:
+            self._signal_pipe.restore()
+            self._signal_pipe.close()
+            self._signal_pipe = None
+
+    def read_signals(self, timeout: float | None = 0) -> list[int]:
+        """Wait up to ``timeout`` seconds for signals; those noted (SIGCHLD too), in order."""
+        if self._signal_pipe is None:
+            return []
+        return self._signal_pipe.wait(timeout) or []
+
+    def next_timeout(self) -> float | None:
+        moments = [] if self.kill_at is None else [self.kill_at]
+        if self.restarts and not self.stopping:
+            moments.append(self.restart_at)
+        return max(0.0, min(moments) - time.monotonic()) if moments else None
+
+    def handle_signal(self, signum: int) -> None:
+        """Forward a stop signal to every worker process: the first a warm stop, then cold."""
+        self.signals += 1
+        self.stopping = True
+        name = signal.Signals(signum).name
+        if self.signals == 1:
+            logger.info(
+                "Received %s: asking %s worker processes to stop",
+                name,
+                len(self.children),
+            )
+            self.kill_at = time.monotonic() + self.options.grace + EXIT_MARGIN
+        else:
+            logger.warning("Received %s again: worker processes exit at once", name)
+            self.kill_at = min(
+                self.kill_at or float("inf"), time.monotonic() + EXIT_MARGIN
+            )
+        for pid in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    def kill_children(self) -> None:
+        """SIGKILL the worker processes still there long after the stop signal."""
+        self.kill_at = None
+        logger.error(
+            "Worker processes %s have not stopped %ss after the signal (--grace %ss); "
+            "killing them: their at-least-once jobs roll back and return to the queue",
+            ", ".join(str(pid) for pid in sorted(self.children)),
+            self.options.grace + EXIT_MARGIN,
+            self.options.grace,
+        )
+        self.failed = True
+        for pid in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def reap_children(self) -> None:
         while self.children:
             try:
-                pid, status = os.wait()
-            except ChildProcessError:
-                break
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except (
+                ChildProcessError
+            ):  # reaped by someone else: nothing left to wait for
+                self.children.clear()
+                return
+            if pid == 0:
+                return
             started = self.children.pop(pid, None)
-            if started is None:
-                continue
-            code = os.waitstatus_to_exitcode(status)
-            if self.stopping or (self.options.burst and code == 0):
-                logger.info("Worker process %s %s", pid, describe_exit(status))
-                failed = failed or code != 0
-                continue
-            level = logging.INFO if code == 0 else logging.WARNING
-            logger.log(
-                level,
-                "Worker process %s %s; starting another",
-                pid,
-                describe_exit(status),
-            )
-            self.pause_after(time.monotonic() - started)
-            if not self.stopping:
-                self.start_child()
-        logger.info("dpq supervisor stopped")
-        return 1 if failed else 0
+            if started is not None:
+                self.child_exited(pid, status, time.monotonic() - started)
 
-    def pause_after(self, lifetime: float) -> None:
+    def child_exited(self, pid: int, status: int, lifetime: float) -> None:
+        code = os.waitstatus_to_exitcode(status)
+        if self.stopping or (self.options.burst and code == 0):
+            logger.info("Worker process %s %s", pid, describe_exit(status))
+            self.failed = self.failed or code != 0
+            return
+        logger.log(
+            logging.INFO if code == 0 else logging.WARNING,
+            "Worker process %s %s; starting another",
+            pid,
+            describe_exit(status),
+        )
+        self.restarts += 1
+        self.restart_at = max(self.restart_at, time.monotonic() + self.pause(lifetime))
+
+    def pause(self, lifetime: float) -> float:
+        """How long to wait before replacing a worker process that lived ``lifetime`` s."""
         if lifetime >= QUICK_DEATH_SECONDS:
             self.quick_deaths = 0
-            return
+            return 0.0
         self.quick_deaths += 1
         pause = min(MAX_RESTART_PAUSE, 0.5 * 2 ** (self.quick_deaths - 1))
         logger.warning(
             "Worker processes die quickly; waiting %.1fs before the next", pause
         )
-        deadline = time.monotonic() + pause
-        while not self.stopping and time.monotonic() < deadline:
-            time.sleep(min(0.2, deadline - time.monotonic()))
+        return pause
 
     def start_child(self) -> None:
         # Connections must not be shared across fork: the child opens its own.
         connections.close_all()
         parent = os.getpid()
-        # Until the child has its own handlers, a SIGTERM would run the supervisor's handler
-        # in it: hold the signals back across the fork, and let each side take them after.
+        # Until the child has its own handlers, a SIGTERM would be noted in the supervisor's
+        # pipe, not the child's: hold the signals back across the fork, and let each side
+        # take them after.
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         pid = os.fork()
         if pid == 0:
@@ -113,6 +201,8 @@ class Supervisor:
             try:
                 from dpq.worker import WorkerPool
 
+                if self._signal_pipe is not None:
+                    self._signal_pipe.forget_after_fork()
                 pool = WorkerPool(self.queue, replace(self.options, processes=1))
                 pool.supervisor_pid = parent
                 pool.install_signal_handlers()
@@ -125,19 +215,3 @@ class Supervisor:
                 os._exit(code)
         self.children[pid] = time.monotonic()
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-
-    def handle_signal(self, signum: int, frame: Any) -> None:
-        self.signals += 1
-        self.stopping = True
-        name = signal.Signals(signum).name
-        if self.signals == 1:
-            logger.info(
-                "Received %s: asking %s worker processes to stop",
-                name,
-                len(self.children),
-            )
-        else:
-            logger.warning("Received %s again: worker processes exit at once", name)
-        for pid in list(self.children):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)

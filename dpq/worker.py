@@ -4,7 +4,7 @@ The main thread LISTENs on its own connection and wakes one idle thread per noti
 A thread that claims a job wakes the next idle one before running it, so one notification
 for a batch of jobs fans out over the pool. Without notifications the dispatcher checks
 for ready work every ``delay`` seconds, and sooner when a delayed job falls due. The
-threads themselves are in dpq/threads.py.
+threads themselves are in dpq/threads.py, the handling of stop signals in dpq/shutdown.py.
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg2
 from django.db import connections
 
-from dpq import sql
-from dpq.signal_pipe import SignalPipe
+from dpq import shutdown, sql
 from dpq.starts import ClaimsInFlight
 from dpq.threads import (
     RECONNECT_MAX_DELAY,
@@ -38,11 +37,6 @@ if TYPE_CHECKING:
     from dpq.queue import Queue, RunResult
 
 logger = logging.getLogger(__name__)
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-# How much longer than --grace a stop signal gives the process before the signal thread
-# ends it: time to close connections, unless the main thread is stuck in a call.
-EXIT_MARGIN = 5.0
 
 
 @dataclass(frozen=True)
@@ -106,10 +100,10 @@ class WorkerPool:
         self._due_hint: float | None = None
         self._threads: list[WorkerThread] = []
         self._running_threads = 0
-        self._signals = 0
-        self._signal_pipe: SignalPipe | None = None
-        self._signal_thread: threading.Thread | None = None
-        self._finished = threading.Event()
+        self._signal_pipe: shutdown.SignalPipe | None = None
+        self._signal_thread: shutdown.SignalThread | None = None
+        # Set once run() is over: a stop signal then has nothing left to wait for.
+        self.finished = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._listener: Any = None
@@ -252,7 +246,7 @@ class WorkerPool:
         try:
             return self.finish()
         finally:
-            self._finished.set()
+            self.finished.set()
 
     def dispatch(self) -> None:
         """Wake threads on notifications and when delayed jobs fall due, until stopped."""
@@ -364,13 +358,13 @@ class WorkerPool:
                 ", ".join(alive),
             )
             self.queue.close()
-            exit_at_once()
+            shutdown.exit_at_once()
         self.queue.close()
         logger.info("dpq worker stopped after %s job(s)", self.jobs_started)
         return 1 if self.failed else 0
 
     def install_signal_handlers(self) -> None:
-        """Act on SIGTERM/SIGINT in a thread of their own, ``dpq-signals``.
+        """Act on SIGTERM/SIGINT in a thread of their own (shutdown.SignalThread).
 
         Only in the main thread (the only one Python lets install handlers). They stay after
         run(), so that a signal while the process exits still ends it cleanly; a caller that
@@ -382,14 +376,11 @@ class WorkerPool:
             return
         # Ctrl-C reaches the whole process group; the supervisor turns it into SIGTERM.
         ignore = (signal.SIGINT,) if self.supervisor_pid is not None else ()
-        self._signal_pipe = SignalPipe(set(STOP_SIGNALS) - set(ignore), ignore=ignore)
-        self._signal_pipe.install()
-        self._signal_thread = threading.Thread(
-            target=self.watch_signals,
-            args=(self._signal_pipe,),
-            name="dpq-signals",
-            daemon=True,
+        self._signal_pipe = shutdown.SignalPipe(
+            set(shutdown.STOP_SIGNALS) - set(ignore), ignore=ignore
         )
+        self._signal_pipe.install()
+        self._signal_thread = shutdown.SignalThread(self, self._signal_pipe)
         self._signal_thread.start()
 
     def restore_signal_handlers(self) -> None:
@@ -398,70 +389,6 @@ class WorkerPool:
         self._signal_pipe.restore()
         self._signal_thread.join()
         self._signal_pipe = self._signal_thread = None
-
-    def watch_signals(self, pipe: SignalPipe) -> None:
-        """The first stop signal stops the pool; the second, or --grace running out, exits.
-
-        The main thread may be where no signal reaches it (a database call that never
-        returns): this thread ends the process --grace plus EXIT_MARGIN seconds after the
-        first signal if the pool has not finished by then.
-        """
-        deadline: float | None = None
-        try:
-            while True:
-                timeout = (
-                    None if deadline is None else max(0.0, deadline - time.monotonic())
-                )
-                signums = pipe.wait(timeout)
-                if signums is None:
-                    return
-                for signum in signums:
-                    self.handle_signal(signum)
-                    if deadline is None:
-                        deadline = time.monotonic() + self.options.grace + EXIT_MARGIN
-                if deadline is not None and time.monotonic() >= deadline:
-                    deadline = None
-                    if not self._finished.is_set():
-                        logger.error(
-                            "The worker has not stopped %ss after the signal (--grace %ss); "
-                            "exiting: running at-least-once jobs roll back and return to the "
-                            "queue",
-                            self.options.grace + EXIT_MARGIN,
-                            self.options.grace,
-                        )
-                        exit_at_once()
-        except BaseException:
-            # No thread would act on the next signal: stop while the pool still can.
-            logger.exception("The signal thread failed; stopping the worker")
-            self.fail()
-        finally:
-            pipe.close()
-
-    def handle_signal(self, signum: int) -> None:
-        """Act on a stop signal: called by the signal thread, never in a signal handler."""
-        self._signals += 1
-        name = signal.Signals(signum).name
-        if self._signals == 1:
-            logger.info(
-                "Received %s: no new jobs are claimed; running jobs may finish for up to %ss "
-                "(send it again to exit at once)",
-                name,
-                self.options.grace,
-            )
-            self.stop()
-            return
-        logger.warning(
-            "Received %s again: exiting at once; running at-least-once jobs roll back and "
-            "return to the queue",
-            name,
-        )
-        exit_at_once()
-
-
-def exit_at_once() -> None:
-    """End the process now, with code 1: PostgreSQL rolls back what its connections hold."""
-    logging.shutdown()
-    os._exit(1)
 
 
 def run_worker(queue: Queue, options: WorkerOptions) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import threading
+import time
+from pathlib import Path
 
 from dpq.queue import AtLeastOnceQueue, AtMostOnceQueue
 from dpq.retry import FixedBackoff
@@ -62,6 +64,8 @@ class DispatcherBugQueue(AtLeastOnceQueue):
     """A queue whose table name the worker's main thread cannot read once the file named by
     $DPQ_TEST_DISPATCHER_BUG exists: a bug in the dispatcher's due-check, on demand.
 
+    The read raises; or, if the file says "hang", it says "hanging" instead and the read hangs
+    for an hour (a call that never returns).
     The worker threads, and any process without that variable, use the queue as usual.
     """
 
@@ -73,6 +77,9 @@ class DispatcherBugQueue(AtLeastOnceQueue):
             and threading.current_thread() is threading.main_thread()
             and os.path.exists(path)
         ):
+            if Path(path).read_text() == "hang":
+                Path(path).write_text("hanging")
+                time.sleep(3600)
             raise RuntimeError("a bug in the dispatcher (injected by the test)")
         return super().job_table
 

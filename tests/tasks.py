@@ -239,8 +239,12 @@ def raise_system_exit(queue, job):
 
 
 def freeze_process(queue, job):
-    """Stop the whole worker process (SIGSTOP): it no longer answers SIGTERM, only SIGKILL."""
+    """Stop the whole worker process (SIGSTOP): it no longer answers SIGTERM, only SIGKILL.
+
+    The stop reaches the process a moment later: the task must still be running then.
+    """
     os.kill(os.getpid(), signal.SIGSTOP)
+    time.sleep(60)
 
 
 WORKER_TASKS = {

@@ -14,7 +14,12 @@ from dpq.models import Job, JobStart
 from tests.conftest import wait_until
 from tests.queues import worker_queue
 from tests.testapp.models import Effect
-from tests.worker.conftest import HOST, fetch
+from tests.worker.conftest import (
+    HOST,
+    assert_each_job_ran_once_or_is_back,
+    fetch,
+    storm,
+)
 
 WORKER_QUEUE = "tests.queues.worker_queue"
 
@@ -233,3 +238,75 @@ def test_a_poison_job_fails_after_crash_limit_solo_starts_and_the_rest_run_once(
     assert process.log.count("was killed by SIGKILL; starting another") == 1 + 3
     assert not JobStart.objects.exists()
     assert process.alive()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_process_that_does_not_stop_within_grace_is_killed(supervisor):
+    job = worker_queue.enqueue("freeze_process")
+    process = supervisor("--grace", "1", threads=1)
+    frozen = wait_until(
+        lambda: next(
+            (p for p in children_of(process.pid) if _parent_and_state(p)[1] == "T"),
+            None,
+        )
+    )
+
+    process.send(signal.SIGTERM)
+    # --grace plus a few seconds, on a noisy machine.
+    code = process.wait_for_exit(1 + 15)
+
+    assert code == 1, process.log[-3000:]
+    assert f"Worker process {frozen} was killed by SIGKILL" in process.log
+    with pytest.raises(ProcessLookupError):
+        os.killpg(process.pid, 0)
+    wait_until(no_worker_connections, 30)
+    assert list(Job.objects.values_list("id", "attempts")) == [(job.id, 0)]
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("seed", range(3))
+def test_a_storm_of_stop_signals_to_the_supervisor_ends_in_a_clean_exit(
+    supervisor, seed
+):
+    ids = worker_queue.enqueue_many(
+        [("slow_record", {"seconds": 0.005}) for _ in range(2000)]
+    )
+    process = supervisor("--grace", "3")
+    wait_until(lambda: len(worker_pids(process)) == 2)
+    wait_until(Effect.objects.exists)
+
+    sent = storm(process, seed, stop_text="dpq supervisor stopped")
+    code = process.wait_for_exit(3 + 15)
+
+    assert sent >= 1
+    assert code in (0, 1), process.log[-3000:]
+    assert "Traceback" not in process.log
+    assert "Logging error" not in process.log
+    with pytest.raises(ProcessLookupError):
+        os.killpg(process.pid, 0)
+    wait_until(no_worker_connections, 30)
+    assert_each_job_ran_once_or_is_back(ids)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_stop_signal_while_a_restart_waits_starts_no_more_worker_processes(
+    supervisor,
+):
+    # Each worker process that claims it dies at once (the task calls sys.exit()).
+    worker_queue.enqueue("raise_system_exit")
+    process = supervisor(threads=1)
+    process.wait_for_log("Worker processes die quickly; waiting")
+
+    process.send(signal.SIGTERM)
+    process.wait_for_log("Received SIGTERM")
+    started = process.log.count("dpq worker started")
+    code = process.wait_for_exit(30)
+
+    assert code in (0, 1), process.log[-3000:]
+    assert process.log.count("dpq worker started") == started
+    assert "dpq supervisor stopped" in process.log
+    with pytest.raises(ProcessLookupError):
+        os.killpg(process.pid, 0)

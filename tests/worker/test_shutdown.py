@@ -107,3 +107,34 @@ def test_a_storm_of_stop_signals_always_ends_in_a_clean_exit(worker_process, see
     assert "Logging error" not in worker.log
     wait_until(worker.gone_from_database)
     assert_each_job_ran_once_or_is_back(ids)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_whose_main_thread_is_stuck_exits_1_soon_after_grace(
+    worker_process, tmp_path
+):
+    bug = tmp_path / "bug"
+    worker = worker_process(
+        "--grace",
+        "1",
+        "--delay",
+        "0.2",
+        queue="tests.queues.dispatcher_bug_queue",
+        threads=2,
+        env={"DPQ_TEST_DISPATCHER_BUG": str(bug)},
+    )
+    worker.wait_for_log("Worker thread t2 is idle")
+    bug.write_text("hang")  # the next due-check never returns
+    wait_until(lambda: bug.read_text() == "hanging")
+
+    worker.send(signal.SIGTERM)
+    # --grace 1, the 5 s margin, and a few seconds for a noisy machine.
+    code = worker.wait_for_exit(1 + 5 + 10)
+
+    assert code == 1, worker.log
+    assert (
+        "The worker has not stopped 6.0s after the signal (--grace 1.0s)" in worker.log
+    )
+    assert "Traceback" not in worker.log
+    wait_until(worker.gone_from_database)

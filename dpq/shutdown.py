@@ -1,4 +1,4 @@
-"""Signals for the worker and the supervisor, read from a pipe by ordinary code.
+"""Stop signals: noted by handlers that do nothing, acted on by ordinary code.
 
 Python runs a signal handler in the main thread between two bytecodes, wherever that thread
 is: holding the pool's lock, or inside a logging handler, neither of which need be
@@ -10,11 +10,30 @@ waits in a database call, and whoever reads the pipe acts on the signal.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import select
 import signal
+import threading
+import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dpq.worker import WorkerPool
+
+logger = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# How much longer than --grace a stop signal gives a process before it is ended: time to
+# close connections, unless its main thread is stuck in a call.
+EXIT_MARGIN = 5.0
+
+
+def exit_at_once() -> None:
+    """End the process now, with code 1: PostgreSQL rolls back what its connections hold."""
+    logging.shutdown()
+    os._exit(1)
 
 
 def _do_nothing(signum: int, frame: Any) -> None:
@@ -87,3 +106,70 @@ class SignalPipe:
         for fd in (self._read_fd, self._write_fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+class SignalThread(threading.Thread):
+    """Acts on a worker pool's stop signals: the first stops the pool, the second exits.
+
+    The pool's main thread may be where no signal reaches it (a database call that never
+    returns): this thread also ends the process --grace plus EXIT_MARGIN seconds after the
+    first signal if the pool has not finished by then.
+    """
+
+    def __init__(self, pool: WorkerPool, pipe: SignalPipe) -> None:
+        super().__init__(name="dpq-signals", daemon=True)
+        self.pool = pool
+        self.pipe = pipe
+        self.received = 0
+
+    def run(self) -> None:
+        grace = self.pool.options.grace
+        deadline: float | None = None
+        try:
+            while True:
+                timeout = (
+                    None if deadline is None else max(0.0, deadline - time.monotonic())
+                )
+                signums = self.pipe.wait(timeout)
+                if signums is None:  # restored
+                    return
+                for signum in signums:
+                    self.handle(signum)
+                    if deadline is None:
+                        deadline = time.monotonic() + grace + EXIT_MARGIN
+                if deadline is not None and time.monotonic() >= deadline:
+                    deadline = None
+                    if not self.pool.finished.is_set():
+                        logger.error(
+                            "The worker has not stopped %ss after the signal (--grace %ss); "
+                            "exiting: running at-least-once jobs roll back and return to the "
+                            "queue",
+                            grace + EXIT_MARGIN,
+                            grace,
+                        )
+                        exit_at_once()
+        except BaseException:
+            # No thread would act on the next signal: stop while the pool still can.
+            logger.exception("The signal thread failed; stopping the worker")
+            self.pool.fail()
+        finally:
+            self.pipe.close()
+
+    def handle(self, signum: int) -> None:
+        self.received += 1
+        name = signal.Signals(signum).name
+        if self.received == 1:
+            logger.info(
+                "Received %s: no new jobs are claimed; running jobs may finish for up to %ss "
+                "(send it again to exit at once)",
+                name,
+                self.pool.options.grace,
+            )
+            self.pool.stop()
+            return
+        logger.warning(
+            "Received %s again: exiting at once; running at-least-once jobs roll back and "
+            "return to the queue",
+            name,
+        )
+        exit_at_once()
