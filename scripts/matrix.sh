@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 LEGS=${MATRIX_LEGS:-dj52-psycopg2 dj52-psycopg3 dj61-psycopg2 dj61-psycopg3}
 TIMEOUT=${MATRIX_TIMEOUT:-25m}
 LOGS=.matrix/logs
+CALLER_DATABASE_URL=${DATABASE_URL:-}
 mkdir -p "$LOGS"
 
 log() { echo "matrix: $*" >&2; }
@@ -78,14 +79,15 @@ for leg in $LEGS; do
         continue
         ;;
     esac
-    if ! url=$(python3 scripts/dbenv.py --dbname "dpq_matrix_${leg//-/_}"); then
+    # A DATABASE_URL given by the caller serves every leg; the test database names keep them apart.
+    if ! url=$(DATABASE_URL=$CALLER_DATABASE_URL python3 scripts/dbenv.py --dbname "dpq_matrix_${leg//-/_}"); then
         results[$leg]="FAILED: no database (scripts/dbenv.py failed)"
         failed=1
         continue
     fi
-    export DATABASE_URL=$url DPQ_TEST_DB_NAME=test_dpq_matrix_${leg//-/_}
     started=$SECONDS
-    timeout -k 60 "$TIMEOUT" "${run[@]}" 2>&1 | tee "$LOGS/$leg.log"
+    DATABASE_URL=$url DPQ_TEST_DB_NAME=test_dpq_matrix_${leg//-/_} \
+        timeout -k 60 "$TIMEOUT" "${run[@]}" 2>&1 | tee "$LOGS/$leg.log"
     rc=${PIPESTATUS[0]}
     elapsed="$(((SECONDS - started) / 60))m$(((SECONDS - started) % 60))s"
     check_mounts
