@@ -4,7 +4,7 @@ VENV := .venv
 # $(call dbenv,NAME): set DATABASE_URL for database NAME; the recipe stops if dbenv fails.
 dbenv = url=$$(python3 scripts/dbenv.py --dbname $(1)) && DATABASE_URL="$$url"
 
-.PHONY: venv test demo bench screenshots lint format pg-stop clean
+.PHONY: venv test test-fast test-matrix matrix-clean demo bench screenshots lint format pg-stop clean
 
 venv: $(VENV)/.installed
 
@@ -18,6 +18,21 @@ $(VENV)/.installed: pyproject.toml
 
 test: venv
 	$(call dbenv,dpq) $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Everything but the tests that start real worker processes (slow) or drive chromium (browser).
+test-fast: venv
+	$(call dbenv,dpq) $(VENV)/bin/pytest -m "not slow and not browser" $(PYTEST_ARGS)
+
+# Django 5.2 and 6.1, each with psycopg2 and with psycopg 3, in virtualenvs under .matrix/; the
+# Django 6.1 legs run in a Debian 13 root (Python 3.13) and need root. See scripts/matrix.sh.
+test-matrix:
+	scripts/matrix.sh $(PYTEST_ARGS)
+
+# The root and the legs' virtualenvs; refused while anything is mounted under .matrix/.
+matrix-clean:
+	@if awk -v d="$(CURDIR)/.matrix/" 'index($$2, d) == 1 { found = 1 } END { exit !found }' /proc/mounts; then \
+		echo "something is still mounted under .matrix/ (see /proc/mounts): not deleting it" >&2; exit 1; fi
+	rm -rf .matrix
 
 demo: venv
 	$(call dbenv,dpq_demo) $(VENV)/bin/python demo_project/run_demo.py
