@@ -13,6 +13,7 @@ import datetime
 import logging
 import time
 import traceback
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,11 @@ if TYPE_CHECKING:
     from dpq.queue import Queue, RunResult
 
 logger = logging.getLogger(__name__)
+
+# Per driver connection: whether its claims clear start records themselves.
+_CLEARS_STARTS_IN_CLAIM: weakref.WeakKeyDictionary[Any, bool] = (
+    weakref.WeakKeyDictionary()
+)
 
 # PostgreSQL's "current transaction is aborted": a statement failed and was caught without
 # rolling back to a savepoint.
@@ -133,6 +139,9 @@ def run_claim(
         if not outcome.jobs or nested or not _usable(connection):
             raise
         record_failed_claim(queue, outcome, exc)
+    late = [run.job.id for run in outcome.runs if _has_start(run, counted)]
+    if late and not starts_cleared_in_claim(queue):
+        queue.start_recorder.clear(late)
     for run in outcome.runs:
         announce(queue, run)
     return outcome
@@ -222,6 +231,7 @@ def run_committed_claim(queue: Queue, job: BaseJob) -> Run:
 def put_back(queue: Queue, run: Run, *, give_up: bool = False) -> None:
     """Write a failed run back: the job inserted again with one more attempt and its error."""
     params = _failure_params(queue, run, give_up=give_up)
+    params["clear_start"] = starts_cleared_in_claim(queue)
     sql.execute(queue.using, sql.PUT_BACK_JOB, params, job_table=queue.job_table)
 
 
@@ -272,12 +282,30 @@ def finish_claim(
         )
     # A failure's put-back forgot its start already; a success with a start record does here.
     started = [
-        run.job.id
-        for run in runs
-        if run.exc is None and (run.recorded_start or (counted and run.job.starts > 0))
+        run.job.id for run in runs if run.exc is None and _has_start(run, counted)
     ]
-    if started:
+    if started and starts_cleared_in_claim(queue):
         sql.execute(queue.using, sql.CLEAR_JOB_STARTS, {"ids": started})
+
+
+def _has_start(run: Run, counted: bool) -> bool:
+    return run.recorded_start or (counted and run.job.starts > 0)
+
+
+def starts_cleared_in_claim(queue: Queue) -> bool:
+    """Whether the claim transaction can forget its jobs' start records itself.
+
+    Not at REPEATABLE READ or SERIALIZABLE: the claim's snapshot predates the records the
+    crash-accounting connection commits during it. They are cleared after the commit instead.
+    Asked once per connection, inside the claim transaction.
+    """
+    driver = connections[queue.using].connection
+    known = _CLEARS_STARTS_IN_CLAIM.get(driver)
+    if known is None:
+        level = sql.fetch_one(queue.using, sql.TRANSACTION_ISOLATION)[0]
+        known = level in ("read committed", "read uncommitted")
+        _CLEARS_STARTS_IN_CLAIM[driver] = known
+    return known
 
 
 def record_failed_claim(

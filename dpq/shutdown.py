@@ -147,6 +147,7 @@ class SignalThread(threading.Thread):
                             grace + EXIT_MARGIN,
                             grace,
                         )
+                        self.pool.give_back_claims()
                         exit_at_once()
         except BaseException:
             # No thread would act on the next signal: stop while the pool still can.
@@ -172,4 +173,5 @@ class SignalThread(threading.Thread):
             "return to the queue",
             name,
         )
+        self.pool.give_back_claims()
         exit_at_once()

@@ -224,13 +224,28 @@ CLEAR_JOB_STARTS = """
     DELETE FROM {start_table} WHERE job_id = ANY(%(ids)s::bigint[])
 """
 
+# The same after the claim committed, on the crash-accounting connection: for a claim at
+# REPEATABLE READ or SERIALIZABLE, whose snapshot predates the start records written during
+# it (it cannot see them, or deleting them is a serialization failure). A record of a claim
+# still running (another worker took the job since) is kept.
+CLEAR_FINISHED_JOB_STARTS = """
+    DELETE FROM {start_table}
+    WHERE job_id = ANY(%(ids)s::bigint[])
+      AND (claim_xid IS NULL OR txid_status(claim_xid) IS DISTINCT FROM 'in progress')
+"""
+
+# The isolation level of the current transaction ('read committed', 'repeatable read', ...).
+TRANSACTION_ISOLATION = """
+    SELECT current_setting('transaction_isolation')
+"""
+
 # Put a claimed job back after its task raised: with one more attempt, the traceback, and
 # either a later execute_at (retry) or failed_at (given up). Same id, so history and links
 # survive. Runs in the claim transaction after rolling back the task's savepoint, and forgets
 # the job's start record (crash accounting) with it.
 PUT_BACK_JOB = """
     WITH cleared AS (
-        DELETE FROM {start_table} WHERE job_id = %(id)s
+        DELETE FROM {start_table} WHERE job_id = %(id)s AND %(clear_start)s
     )
     INSERT INTO {job_table}
         (id, created_at, execute_at, priority, task, args, queue, attempts, last_error, failed_at)

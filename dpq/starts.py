@@ -89,6 +89,13 @@ class StartRecorder:
         if mine.error is not None:
             raise mine.error
 
+    def clear(self, job_ids: list[int]) -> None:
+        """Forget the finished starts of ``job_ids`` (see sql.CLEAR_FINISHED_JOB_STARTS)."""
+        with self._lock:
+            self._execute(sql.render(sql.CLEAR_FINISHED_JOB_STARTS), {"ids": job_ids})
+            if not self.keep_open:
+                self.close_locked()
+
     def _write(self, waiting: list[_PendingStart], worker: str) -> None:
         """Write every waiting count in one statement (with the lock held)."""
         counts = [count for pending in waiting for count in pending.counts]

@@ -24,7 +24,7 @@ import psycopg2
 from django.db import connections
 
 from dpq import shutdown, sql
-from dpq.starts import ClaimsInFlight
+from dpq.starts import ClaimsInFlight, StartCount
 from dpq.threads import (
     RECONNECT_MAX_DELAY,
     RECONNECT_MIN_DELAY,
@@ -357,11 +357,35 @@ class WorkerPool:
                 self.options.grace,
                 ", ".join(alive),
             )
+            self.give_back_claims()
             self.queue.close()
             shutdown.exit_at_once()
         self.queue.close()
         logger.info("dpq worker stopped after %s job(s)", self.jobs_started)
         return 1 if self.failed else 0
+
+    def give_back_claims(self, timeout: float = 3.0) -> None:
+        """Before exiting with jobs running: their claims roll back on purpose, not as deaths.
+
+        Written on the crash-accounting connection, in a thread of its own so that an
+        unreachable server cannot hold the exit up for more than ``timeout`` seconds.
+        """
+        claims = self.claims.all()
+        if not claims or not self.queue.has_crash_accounting:
+            return
+        counts = [StartCount(job_id, 0, 0, claim_xid) for job_id, claim_xid in claims]
+
+        def record() -> None:
+            try:
+                self.queue.start_recorder.record(counts, worker=self.queue.worker_name)
+            except Exception:  # exiting anyway: the jobs then count as crashes
+                logger.warning(
+                    "Could not give back the running jobs' claims", exc_info=True
+                )
+
+        writer = threading.Thread(target=record, name="dpq-give-back", daemon=True)
+        writer.start()
+        writer.join(timeout)
 
     def install_signal_handlers(self) -> None:
         """Act on SIGTERM/SIGINT in a thread of their own (shutdown.SignalThread).

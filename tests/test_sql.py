@@ -49,6 +49,7 @@ DUMMY_PARAMS = {
     "queues": ["default", "default"],
     "last_errors": [None, "Traceback ..."],
     "failed_ats": [None, None],
+    "clear_start": True,
 }
 
 # Placeholders whose type depends on the statement.

@@ -70,8 +70,9 @@ def test_a_deferred_violation_fails_only_its_own_job_in_a_batch(worker_process):
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("threads", [1, 2])
 def test_a_serialization_failure_at_commit_is_the_jobs_failure(
-    worker_process, tmp_path
+    worker_process, tmp_path, threads
 ):
     started, release = tmp_path / "started", tmp_path / "release"
     job = outcome_queue.enqueue(
@@ -81,7 +82,7 @@ def test_a_serialization_failure_at_commit_is_the_jobs_failure(
         "--max-jobs",
         "1",
         queue=OUTCOME_QUEUE,
-        threads=2,
+        threads=threads,
         env={"DPQ_TEST_ISOLATION": "serializable"},
     )
     wait_until(started.exists, 30)
@@ -166,3 +167,22 @@ def test_retry_decorator_advances_its_count_in_a_batch(worker_process, batch):
     # Each run's write was rolled back with its failure.
     assert not Effect.objects.exists()
     assert not Job.objects.filter(id=job.id).exists()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("isolation", ["serializable", "read committed"])
+def test_a_lone_thread_at_any_isolation_level_records_and_clears_its_starts(
+    worker_process, isolation
+):
+    ok, failing = outcome_queue.enqueue_many([("record", {}), ("fail", {})])
+    env = {"DPQ_TEST_ISOLATION": "serializable"} if isolation == "serializable" else {}
+    worker = worker_process("--burst", queue=OUTCOME_QUEUE, threads=1, env=env)
+
+    assert worker.wait_for_exit(60) == 0, worker.log
+    assert list(Effect.objects.values_list("job_id", flat=True)) == [ok]
+    failed = Job.objects.get()
+    assert (failed.id, failed.attempts) == (failing, 2)
+    assert "ValueError: always fails" in failed.last_error
+    assert not JobStart.objects.exists()
+    assert "could not serialize" not in worker.log

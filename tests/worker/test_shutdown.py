@@ -138,3 +138,31 @@ def test_a_worker_whose_main_thread_is_stuck_exits_1_soon_after_grace(
     )
     assert "Traceback" not in worker.log
     wait_until(worker.gone_from_database)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("how", ["grace over", "second signal"])
+def test_jobs_a_stopped_worker_leaves_running_are_not_counted_as_crashes(
+    worker_process, held_job, how
+):
+    job, started, release = held_job()
+    worker = worker_process(
+        "--grace", "1", queue="tests.queues.worker_queue", threads=2
+    )
+    wait_until(started.exists)
+
+    worker.send(signal.SIGTERM)
+    worker.wait_for_log("Received SIGTERM")
+    if how == "second signal":
+        worker.send(signal.SIGTERM)
+    assert worker.wait_for_exit(30) == 1, worker.log
+    # Not claimable(): its lock would commit over the evidence the next claim reads.
+    wait_until(worker.gone_from_database)
+    release.touch()
+    again = worker_process("--burst", queue="tests.queues.worker_queue", threads=2)
+
+    assert again.wait_for_exit(60) == 0, again.log
+    assert "was running when a worker died" not in again.log
+    assert Effect.objects.filter(job_id=job.id).exists()
+    assert not Job.objects.exists()
