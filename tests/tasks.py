@@ -145,6 +145,17 @@ def orphan_child(queue, job):
     return job.id
 
 
+def orphan_child_on_driver_cursor(queue, job):
+    """Insert an orphan Child through the driver's cursor, which Django does not watch."""
+    wrapper = connections[queue.using]
+    wrapper.ensure_connection()
+    with wrapper.connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {Child._meta.db_table} (effect_id) VALUES (%s)", [-job.id]
+        )
+    return job.id
+
+
 def record_with_orphan(queue, job):
     """Record, then insert an orphan Child: the whole job must fail, its Effect rolled back."""
     record(queue, job)
@@ -225,6 +236,7 @@ def retried_fail(queue, job):
 
 OUTCOME_TASKS = {
     "orphan_child": orphan_child,
+    "orphan_child_on_driver_cursor": orphan_child_on_driver_cursor,
     "record_with_orphan": record_with_orphan,
     "record_then_fail_on": record_then_fail_on,
     "keep_cursor": keep_cursor,

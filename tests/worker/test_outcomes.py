@@ -30,10 +30,11 @@ def assert_no_death(log: str) -> None:
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("queue_path", [OUTCOME_QUEUE, UNACCOUNTED_QUEUE])
+@pytest.mark.parametrize("task", ["orphan_child", "orphan_child_on_driver_cursor"])
 def test_a_deferred_constraint_violation_at_commit_is_the_jobs_failure(
-    worker_process, queue_path
+    worker_process, queue_path, task
 ):
-    job = outcome_queue.enqueue("orphan_child")
+    job = outcome_queue.enqueue(task)
     worker = worker_process("--burst", queue=queue_path, threads=2)
 
     assert worker.wait_for_exit(60) == 0, worker.log
