@@ -181,7 +181,12 @@ def job_list(
         RequestConfig(
             request, paginate={"paginator_class": LazyPaginator, "per_page": PER_PAGE}
         ).configure(table)
-    actions = model_admin.get_action_choices(request, default_choices=[])
+    names = model_admin.get_job_actions(request)
+    actions = [
+        (name, label)
+        for name, label in model_admin.get_action_choices(request, default_choices=[])
+        if name in names
+    ]
     failed_names = (
         [row.name for row in counts.by_queue.values() if row.failed],
         [row.name for row in counts.by_task.values() if row.failed],
@@ -288,8 +293,7 @@ def run_action(model_admin: JobAdmin, request: HttpRequest) -> HttpResponse:
     require_view_permission(model_admin, request)
     fallback = admin_url(model_admin, "changelist")
     name = request.POST.get("action", "")
-    allowed = model_admin.get_actions(request)
-    if name not in allowed:
+    if name not in model_admin.get_job_actions(request):
         if name in (model_admin.actions or ()):
             raise PermissionDenied
         messages.error(request, "Choose an action to run on the selected jobs.")
@@ -314,8 +318,8 @@ def run_action(model_admin: JobAdmin, request: HttpRequest) -> HttpResponse:
             f"{model_admin.max_selected}. Nothing was changed.",
         )
         return HttpResponseRedirect(safe_next(request, fallback))
-    func = allowed[name][0]
-    response = func(model_admin, request, Job.objects.filter(pk__in=ids))
+    action = getattr(model_admin, name)
+    response = action(request, Job.objects.filter(pk__in=ids))
     return response or HttpResponseRedirect(safe_next(request, fallback))
 
 
