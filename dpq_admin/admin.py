@@ -1,7 +1,7 @@
-"""JobAdmin: the "Jobs" entry of the admin index, its pages, permissions and actions.
+"""JobAdmin: the "Jobs" entry of the admin index, its URLs, permissions and actions.
 
-Reads go through ``dpq_admin.state``; every change goes through ``Job.objects`` (requeue,
-requeue_failed, delete_jobs), which skip running jobs instead of waiting for their locks.
+Its pages come from two mixins: ``JobAdminViews`` (views.py: the dashboard, the job
+lists, a job) and ``JobAdminActions`` (actions.py: requeue, delete, their confirmation).
 Django's own add, change and delete pages and its delete_selected action are refused,
 redirected or answered by dpq's, so no URL waits on a worker's row lock.
 """
@@ -9,90 +9,22 @@ redirected or answered by dpq's, so no URL waits on a worker's row lock.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
-from django.contrib import admin, messages
-from django.contrib.admin.models import CHANGE, DELETION, LogEntry
-from django.contrib.contenttypes.models import ContentType
-from django.core.exceptions import PermissionDenied
-from django.http import (
-    HttpRequest,
-    HttpResponse,
-    HttpResponseNotAllowed,
-    HttpResponseRedirect,
-)
-from django.template.response import TemplateResponse
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.urls import URLPattern, path
-from django.utils import timezone
 
-from dpq.models import DeleteResult, Job, JobState, RequeueResult
-from dpq_admin import state, views
-
-if TYPE_CHECKING:
-    from django.db.models import QuerySet
-
-SAFE_METHODS = ("GET", "HEAD")
-POST_ONLY = ("POST",)
-RUNNING_SKIP_REASON = "a worker holds its row lock until the run ends"
-
-
-def running_refusal(job_id: int) -> str:
-    return (
-        f"Job {job_id} is running (a worker holds its row lock); it cannot be "
-        "deleted until its run ends."
-    )
-
-
-def missing_job(job_id: int) -> str:
-    return f"Job {job_id} does not exist: it ran and succeeded, or it was deleted."
-
-
-def plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
-
-
-def describe_requeue(result: RequeueResult, *, reset_attempts: bool) -> str:
-    parts = [
-        f"Requeued {plural(result.requeued, 'job')}"
-        + (" with attempts reset" if reset_attempts and result.requeued else "")
-    ]
-    if result.skipped_running:
-        parts.append(
-            f"skipped {plural(result.skipped_running, 'running job')} "
-            f"({RUNNING_SKIP_REASON})"
-        )
-    if result.skipped_queued:
-        parts.append(f"{plural(result.skipped_queued, 'job')} already queued")
-    if result.missing:
-        parts.append(f"{plural(result.missing, 'job')} no longer existed")
-    return "; ".join(parts) + "."
-
-
-def describe_delete(result: DeleteResult) -> str:
-    parts = [f"Deleted {plural(result.deleted, 'job')}"]
-    if result.skipped_running:
-        parts.append(
-            f"skipped {plural(result.skipped_running, 'running job')} "
-            f"({RUNNING_SKIP_REASON})"
-        )
-    if result.missing:
-        parts.append(f"{plural(result.missing, 'job')} no longer existed")
-    return "; ".join(parts) + "."
-
-
-def message_level(done: int, skipped: int) -> int:
-    if skipped:
-        return messages.WARNING
-    return messages.SUCCESS if done else messages.INFO
+from dpq.models import Job
+from dpq_admin import links
+from dpq_admin.actions import JobAdminActions
+from dpq_admin.views import JobAdminViews
 
 
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(JobAdminViews, JobAdminActions, admin.ModelAdmin):
     actions = ["requeue_jobs", "delete_jobs"]
     # A selection larger than this is refused; pages show 50 jobs.
     max_selected = 1000
-
-    # --- Permissions -----------------------------------------------------------------------
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -106,14 +38,12 @@ class JobAdmin(admin.ModelAdmin):
     def has_requeue_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(f"{self.opts.app_label}.requeue_job")
 
-    # --- Pages ------------------------------------------------------------------------------
-
     def get_urls(self) -> list[URLPattern]:
         info = self.opts.app_label, self.opts.model_name
 
         def wrap(
             view: Callable[..., HttpResponse],
-            methods: Sequence[str] = SAFE_METHODS,
+            methods: Sequence[str] = links.SAFE_METHODS,
             **kwargs: object,
         ) -> Callable:
             def call(request: HttpRequest, **url_kwargs: object) -> HttpResponse:
@@ -121,225 +51,33 @@ class JobAdmin(admin.ModelAdmin):
                 if request.method not in methods:
                     return HttpResponseNotAllowed(methods)
                 request.current_app = self.admin_site.name
-                return view(self, request, **kwargs, **url_kwargs)
+                return view(request, **kwargs, **url_kwargs)
 
             return self.admin_site.admin_view(call)
 
         pages = [
             path(
                 f"{list_state}/",
-                wrap(views.job_list, list_state=list_state),
+                wrap(self.job_list_view, list_state=list_state),
                 name="{}_{}_{}".format(*info, list_state),
             )
-            for list_state in views.LIST_STATES
+            for list_state in links.LIST_STATES
         ]
         pages += [
             path(
                 "<int:job_id>/",
-                wrap(views.job_detail),
+                wrap(self.job_view),
                 name="{}_{}_job".format(*info),
             ),
             path(
                 "action/",
-                wrap(views.run_action, POST_ONLY),
+                wrap(self.action_view, links.POST_ONLY),
                 name="{}_{}_action".format(*info),
             ),
             path(
                 "requeue-failed/",
-                wrap(views.requeue_failed, POST_ONLY),
+                wrap(self.requeue_failed_view, links.POST_ONLY),
                 name="{}_{}_requeue_failed".format(*info),
             ),
         ]
         return pages + super().get_urls()
-
-    def changelist_view(
-        self, request: HttpRequest, extra_context: dict | None = None
-    ) -> HttpResponse:
-        if request.method not in SAFE_METHODS:
-            return HttpResponseNotAllowed(SAFE_METHODS)
-        return views.dashboard(self, request)
-
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict | None = None,
-    ) -> HttpResponse:
-        job_id = views.parse_job_id(object_id)
-        if job_id is None:
-            return HttpResponseRedirect(views.admin_url(self, "changelist"))
-        return HttpResponseRedirect(views.admin_url(self, "job", job_id))
-
-    def delete_view(
-        self, request: HttpRequest, object_id: str, extra_context: dict | None = None
-    ) -> HttpResponse:
-        """Django's delete page, answered with dpq's confirmation and SKIP LOCKED delete.
-
-        Django's own runs an ORM DELETE, which waits until a running job's worker commits;
-        this one refuses a running job at once.
-        """
-        if not self.has_delete_permission(request):
-            raise PermissionDenied
-        if request.method not in (*SAFE_METHODS, *POST_ONLY):
-            return HttpResponseNotAllowed((*SAFE_METHODS, *POST_ONLY))
-        dashboard = HttpResponseRedirect(views.admin_url(self, "changelist"))
-        job_id = views.parse_job_id(object_id)
-        if job_id is None:
-            self.message_user(
-                request,
-                f"{object_id!r} is not a job id; nothing was deleted.",
-                messages.ERROR,
-            )
-            return dashboard
-        job = Job.objects.filter(pk=job_id).first()
-        if job is None:
-            self.message_user(request, missing_job(job_id), messages.WARNING)
-            return dashboard
-        # Django's confirmation form posts post=yes: any non-empty POST confirms.
-        if request.method == "POST" and request.POST:
-            return self.delete_one(request, job)
-        running = state.read_running()
-        if job_id in running.ids:
-            self.message_user(request, running_refusal(job_id), messages.ERROR)
-            return HttpResponseRedirect(views.admin_url(self, "job", job_id))
-        return self.delete_confirmation(request, [job_id], [job], running)
-
-    def delete_one(self, request: HttpRequest, job: Job) -> HttpResponse:
-        """Delete one job unless a worker holds it; log it and say what happened."""
-        result = Job.objects.delete_jobs([job.pk])
-        if result.skipped_running:
-            self.message_user(request, running_refusal(job.pk), messages.ERROR)
-            return HttpResponseRedirect(views.admin_url(self, "job", job.pk))
-        if result.deleted:
-            self.log_jobs(request, [job], DELETION, "Deleted from the dashboard")
-            self.message_user(request, f"Deleted job {job.pk}.", messages.SUCCESS)
-        else:
-            self.message_user(request, missing_job(job.pk), messages.WARNING)
-        return HttpResponseRedirect(views.admin_url(self, "changelist"))
-
-    def get_actions(self, request: HttpRequest) -> dict:
-        actions = super().get_actions(request)
-        # Django's delete_selected deletes row by row and would wait on running jobs' locks.
-        actions.pop("delete_selected", None)
-        return actions
-
-    # --- Actions ----------------------------------------------------------------------------
-
-    @admin.action(
-        description="Requeue selected jobs (run now)", permissions=["requeue"]
-    )
-    def requeue_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
-        reset_attempts = request.POST.get("reset_attempts") in ("on", "1", "true")
-        ids = views.posted_ids(request)
-        before = {job.pk: job for job in queryset if job.state != JobState.QUEUED}
-        result = Job.objects.requeue(ids, reset_attempts=reset_attempts)
-        requeued = Job.objects.filter(
-            pk__in=list(before), failed_at__isnull=True, execute_at__lte=timezone.now()
-        )
-        by_state: dict[str, list[Job]] = {}
-        for job in requeued:
-            by_state.setdefault(before[job.pk].state, []).append(job)
-        for previous, jobs in sorted(by_state.items()):
-            note = (
-                f"Requeued (was {previous}): set execute_at to now"
-                + (", failed_at cleared" if previous == JobState.FAILED else "")
-                + (", attempts reset to 0" if reset_attempts else "")
-            )
-            self.log_jobs(request, jobs, CHANGE, note)
-        self.message_user(
-            request,
-            describe_requeue(result, reset_attempts=reset_attempts),
-            message_level(result.requeued, result.skipped_running),
-        )
-
-    @admin.action(description="Delete selected jobs", permissions=["delete"])
-    def delete_jobs(
-        self, request: HttpRequest, queryset: QuerySet
-    ) -> HttpResponse | None:
-        ids = views.posted_ids(request)
-        before = list(queryset.order_by("id"))
-        if request.POST.get("confirm") != "yes":
-            return self.delete_confirmation(request, ids, before, state.read_running())
-        result = Job.objects.delete_jobs(ids)
-        remaining = set(
-            Job.objects.filter(pk__in=[job.pk for job in before]).values_list(
-                "pk", flat=True
-            )
-        )
-        deleted = [job for job in before if job.pk not in remaining]
-        self.log_jobs(request, deleted, DELETION, "Deleted from the dashboard")
-        self.message_user(
-            request,
-            describe_delete(result),
-            message_level(result.deleted, result.skipped_running),
-        )
-        return None
-
-    def delete_confirmation(
-        self,
-        request: HttpRequest,
-        ids: Sequence[int],
-        jobs: list[Job],
-        running: state.Running,
-    ) -> TemplateResponse:
-        context = {
-            **views.page_context(self, request, "Delete jobs: are you sure?"),
-            "jobs": jobs,
-            "running_ids": running.ids,
-            "running": running,
-            "ids": ids,
-            "missing": len(ids) - len(jobs),
-            "action_url": views.admin_url(self, "action"),
-            "next": views.safe_next(request, views.admin_url(self, "changelist")),
-            "rows": [(job, views.job_url_for(self)(job.pk)) for job in jobs],
-        }
-        return TemplateResponse(request, "dpq_admin/delete_confirmation.html", context)
-
-    def requeue_all_failed(
-        self,
-        request: HttpRequest,
-        *,
-        queue: str | None,
-        task: str | None,
-        reset_attempts: bool,
-    ) -> RequeueResult:
-        """Requeue the failed jobs of a queue and/or task; log one entry and tell the user."""
-        result = Job.objects.requeue_failed(
-            queue=queue, task=task, reset_attempts=reset_attempts
-        )
-        scope = (
-            ", ".join(
-                f"{name} {value!r}"
-                for name, value in (("queue", queue), ("task", task))
-                if value
-            )
-            or "every queue"
-        )
-        text = describe_requeue(result, reset_attempts=reset_attempts)
-        LogEntry.objects.create(
-            user_id=request.user.pk,
-            content_type=ContentType.objects.get_for_model(Job),
-            object_id=None,
-            object_repr=f"failed jobs of {scope}"[:200],
-            action_flag=CHANGE,
-            change_message=f"Requeue all failed jobs of {scope}: {text}",
-        )
-        self.message_user(
-            request,
-            f"Failed jobs of {scope}: {text}",
-            message_level(result.requeued, result.skipped_running),
-        )
-        return result
-
-    def log_jobs(
-        self, request: HttpRequest, jobs: list[Job], flag: int, message: str
-    ) -> None:
-        """Write one admin history entry per job changed (one INSERT for all of them)."""
-        if jobs:
-            LogEntry.objects.log_actions(
-                user_id=request.user.pk,
-                queryset=jobs,
-                action_flag=flag,
-                change_message=message,
-            )

@@ -72,6 +72,8 @@ mount_into() {
 
 build() {
     if [ -x "$ROOT/usr/bin/python3" ]; then
+        # A root built before the server binaries were part of it gets them now.
+        install_postgresql "$ROOT"
         return 0
     fi
     local reason
@@ -114,8 +116,31 @@ build() {
             log "could not install chromium (see .matrix/chromium.log); browser tests will be deselected"
         fi
     fi
+    install_postgresql "$tmp"
     mv "$tmp" "$ROOT"
     log "root ready: ${ROOT#"$PROJECT"/}"
+}
+
+# The server binaries (initdb, pg_ctl) for the tests that start a private cluster and restart
+# it. The suite's own server stays the host's: no cluster is created, and nothing is started.
+install_postgresql() {
+    local dir=$1 started=$SECONDS
+    if compgen -G "$dir/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+        return 0
+    fi
+    log "installing the PostgreSQL server binaries in the root ..."
+    mkdir -p "$dir/etc/postgresql-common/createcluster.d"
+    echo "create_main_cluster = false" >"$dir/etc/postgresql-common/createcluster.d/dpq-matrix.conf"
+    # Exit status 101 tells invoke-rc.d not to start services while packages install.
+    printf '#!/bin/sh\nexit 101\n' >"$dir/usr/sbin/policy-rc.d"
+    chmod +x "$dir/usr/sbin/policy-rc.d"
+    if unshare --mount --propagation private "$0" _enter "$dir" \
+        sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql && apt-get clean' \
+        >"$PROJECT/.matrix/postgresql.log" 2>&1; then
+        log "postgresql took $((SECONDS - started)) s"
+    else
+        log "could not install postgresql (see .matrix/postgresql.log); the restart tests will fail"
+    fi
 }
 
 case "${1:-}" in

@@ -13,7 +13,7 @@ from django.contrib.messages import get_messages
 from django.utils import timezone
 
 from dpq.models import Job, JobState
-from dpq_admin import views
+from dpq_admin import links
 from tests.dashboard.conftest import url
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -53,7 +53,7 @@ def test_dashboard_shows_running_job_without_waiting(operator_client, running):
     assert response.context["running"].ids == {running.id}
 
 
-@pytest.mark.parametrize("page", views.LIST_STATES)
+@pytest.mark.parametrize("page", links.LIST_STATES)
 def test_job_list_shows_running_job_without_waiting(operator_client, running, page):
     response = operator_client.get(url(page), {"q": str(running.id)})
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib import admin, messages
 from django.test import Client
 from django.utils import timezone
 
@@ -115,6 +116,43 @@ def test_actions_offered_match_permissions(client, make_staff, failed):
     actions = dict(client.get(url("failed")).context["actions"])
 
     assert set(actions) == {"requeue_jobs"}
+
+
+@pytest.mark.django_db
+def test_list_offers_only_dpqs_own_actions(operator_client, failed):
+    actions = operator_client.get(url("failed")).context["actions"]
+
+    assert [name for name, _ in actions] == ["requeue_jobs", "delete_jobs"]
+
+
+def prioritise(modeladmin, request, queryset):
+    queryset.update(priority=99)
+
+
+@pytest.fixture
+def site_wide_action():
+    admin.site.add_action(prioritise, "prioritise")
+    yield "prioritise"
+    admin.site.disable_action("prioritise")
+
+
+@pytest.mark.django_db
+def test_site_wide_action_is_not_offered(operator_client, failed, site_wide_action):
+    actions = dict(operator_client.get(url("failed")).context["actions"])
+
+    assert site_wide_action not in actions
+
+
+@pytest.mark.django_db
+def test_site_wide_action_is_not_run(operator_client, failed, site_wide_action):
+    response = operator_client.post(
+        url("action"), {"action": site_wide_action, "ids": [failed.id]}
+    )
+
+    assert [m.message for m in messages.get_messages(response.wsgi_request)] == [
+        "Choose an action to run on the selected jobs."
+    ]
+    assert Job.objects.get(id=failed.id).priority == 0
 
 
 @pytest.mark.django_db

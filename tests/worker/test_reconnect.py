@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -26,7 +27,30 @@ from tests.worker.conftest import ROOT, fetch
 # Every test here runs its worker with a 30 s poll: a job done within this many seconds
 # was found through LISTEN/NOTIFY or the due-time wake-up, never by the poll.
 WELL_BEFORE_THE_POLL = 15
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+SERVER_BINARIES = ("initdb", "pg_ctl")
+
+
+def find_server_bindir() -> Path | None:
+    """The directory of initdb and pg_ctl: on PATH, `pg_config --bindir`, or Debian's newest."""
+    candidates = []
+    if initdb := shutil.which("initdb"):
+        candidates.append(Path(initdb).resolve().parent)
+    if pg_config := shutil.which("pg_config"):
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            bindir = subprocess.run(
+                [pg_config, "--bindir"], capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+            candidates.append(Path(bindir))
+    # /usr/lib/postgresql/17/bin before .../9.6/bin: by version, not by string.
+    candidates += sorted(
+        Path("/usr/lib/postgresql").glob("*/bin"),
+        key=lambda path: [int(part) for part in re.findall(r"\d+", path.parent.name)],
+        reverse=True,
+    )
+    for bindir in candidates:
+        if all((bindir / name).is_file() for name in SERVER_BINARIES):
+            return bindir
+    return None
 
 
 def wait_until_idle(worker, threads: int) -> None:
@@ -134,7 +158,8 @@ def free_port() -> int:
 class Cluster:
     """A private PostgreSQL cluster in a temporary directory, run by the postgres OS user."""
 
-    def __init__(self, data: Path, port: int, user: str | None) -> None:
+    def __init__(self, bindir: Path, data: Path, port: int, user: str | None) -> None:
+        self.bindir = bindir
         self.data = data
         self.port = port
         self.user = user
@@ -153,9 +178,8 @@ class Cluster:
         )
 
     def pg_ctl(self, *args: str) -> None:
-        self.run(
-            PG_BIN / "pg_ctl", "-D", self.data, "-l", self.data / "server.log", *args
-        )
+        log = self.data / "server.log"
+        self.run(self.bindir / "pg_ctl", "-D", self.data, "-l", log, *args)
 
     def connect(self, dbname: str = "dpq"):
         raw = psycopg2.connect(
@@ -173,19 +197,27 @@ class Cluster:
 @pytest.fixture
 def private_cluster() -> Iterator[Cluster]:
     """A PostgreSQL of the test's own, migrated, that the test may restart; removed after."""
-    if not (PG_BIN / "initdb").exists():
+    bindir = find_server_bindir()
+    if bindir is None:
         pytest.fail(
-            f"the PostgreSQL restart test needs the server binaries in {PG_BIN}"
+            "the PostgreSQL restart tests need the server binaries (initdb, pg_ctl): none "
+            "on PATH, in `pg_config --bindir` or in /usr/lib/postgresql/*/bin; install "
+            "them (Debian: apt-get install postgresql) or put their directory on PATH"
         )
     # initdb refuses to run as root: the cluster belongs to the postgres OS user then.
     user = "postgres" if os.geteuid() == 0 else None
+    if user is not None and shutil.which("runuser") is None:
+        pytest.fail(
+            "the PostgreSQL restart tests run as root here, and need runuser (util-linux) "
+            "to start the server as the postgres OS user"
+        )
     data = Path(tempfile.mkdtemp(prefix="dpq-cluster-"))
     if user is not None:
         shutil.chown(data, user)
-    cluster = Cluster(data, free_port(), user)
+    cluster = Cluster(bindir, data, free_port(), user)
     try:
         cluster.run(
-            PG_BIN / "initdb", "-D", data, "-U", "postgres", "-A", "trust", "--no-sync"
+            bindir / "initdb", "-D", data, "-U", "postgres", "-A", "trust", "--no-sync"
         )
         with open(data / "postgresql.conf", "a") as conf:
             conf.write(
