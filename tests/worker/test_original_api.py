@@ -103,3 +103,12 @@ def test_the_original_loop_refuses_threads(worker_process):
     assert worker.wait_for_exit() == 1
     assert "overrides run_available_tasks() or wait()" in worker.log
     assert "--threads need the thread pool" in worker.log
+
+
+def test_the_original_loop_stops_after_max_jobs(worker_process):
+    worker_queue.enqueue_many([("record", {}) for _ in range(5)])
+    worker = start(worker_process, "loop_worker", "--max-jobs", "2")
+
+    assert worker.wait_for_exit() == 0, worker.log
+    assert Effect.objects.count() == 2
+    assert Job.objects.count() == 3
