@@ -1,3 +1,3 @@
 from __future__ import annotations
 
-__version__ = "1.0.0.dev0"
+__version__ = "2.0.0"

@@ -5,19 +5,28 @@ Subclass it and set ``queue``::
     class Command(Worker):
         queue = queue
 
-``manage.py <name>`` then runs the same thread pool as ``manage.py dpq_worker``.
+``manage.py <name>`` then runs the same thread pool as ``manage.py dpq_worker``. The original's
+methods are kept: ``run_available_tasks()`` and ``wait()`` run jobs in the calling thread, and
+the pool asks ``handle_shutdown()`` what to do with each stop signal. A subclass that overrides
+``run_available_tasks()`` or ``wait()`` runs the original's loop, which calls them, instead of
+the pool.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
+import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
 from django.utils import autoreload
 
-from dpq import worker
+from dpq import shutdown, sql, worker
+from dpq.threads import application_name
 
 if TYPE_CHECKING:
     from dpq.queue import Queue
@@ -55,6 +64,14 @@ class Worker(BaseCommand):
     # The queue to process. Subclass and set this.
     queue: Queue | None = None
     logger = logger
+    # The original's state, set by handle(); defaults here so that run_available_tasks() and
+    # wait() also work on a command that handle() did not set up (a test, a subclass).
+    delay: float = 1.0
+    listen: bool = False
+    _shutdown = False
+    _in_task = False
+    # Jobs left before the original's loop stops (--max-jobs); None: no limit.
+    _jobs_left: int | None = None
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
@@ -154,12 +171,156 @@ class Worker(BaseCommand):
                 f"--batch needs at-least-once delivery; queue {queue.name!r} is an "
                 f"AtMostOnceQueue, whose claim commits before each job runs"
             )
+        self.queue = queue
+        self._shutdown = False
+        self._in_task = False
+        self.delay = worker_options.delay
+        self.listen = (
+            bool(queue.notify_channel)
+            if worker_options.listen is None
+            else worker_options.listen
+        )
+        run = self.run_pool
+        if self.overrides_original_loop():
+            self.check_original_loop_options(worker_options)
+            run = self.run_loop
         if options.get("use_reloader"):
-            autoreload.run_with_reloader(self.run_pool, queue, worker_options)
+            autoreload.run_with_reloader(run, queue, worker_options)
         else:
-            self.run_pool(queue, worker_options)
+            run(queue, worker_options)
 
     def run_pool(self, queue: Queue, worker_options: worker.WorkerOptions) -> None:
-        code = worker.run_worker(queue, worker_options)
+        code = worker.run_worker(
+            queue, worker_options, on_stop_signal=self.asks_to_stop
+        )
         if code:
             raise SystemExit(code)
+
+    def asks_to_stop(self, signum: int) -> bool:
+        """Whether handle_shutdown() stops the pool on this signal (it raised or set _shutdown).
+
+        The pool's threads run the jobs and the pool waits for them itself (--grace), so to
+        handle_shutdown() the caller is never in a task.
+        """
+        self._shutdown = False
+        try:
+            self.handle_shutdown(signum, None)
+        except InterruptedError:
+            return True
+        return self._shutdown
+
+    # --- The original package's methods ---------------------------------------------------
+
+    def handle_shutdown(self, sig: int, frame: Any) -> None:
+        """Stop after the running job (in a task), or at once: raise InterruptedError."""
+        if self._in_task:
+            self.logger.info("Waiting for active tasks to finish...")
+            self._shutdown = True
+        else:
+            raise InterruptedError
+
+    def run_available_tasks(self) -> None:
+        """Run jobs one at a time in this thread until none is ready.
+
+        Each job is ``queue.run_once()`` on this thread's connection: inside a transaction of
+        the caller's (a Django TestCase) the jobs run in it. A job that fails is not claimed
+        again by this call. Raises InterruptedError after a job once a stop was asked for.
+        """
+        queue = self.queue if self.queue is not None else self.get_queue()
+        # Prevents tasks that failed from blocking others.
+        failed_ids: set[int] = set()
+        while True:
+            self._in_task = True
+            try:
+                result = queue.run_once(exclude_ids=failed_ids)
+            finally:
+                self._in_task = False
+            job, _, exc = result or (None, None, None)
+            if job is not None:
+                if exc is not None:
+                    failed_ids.add(job.id)
+                if self._jobs_left is not None:
+                    self._jobs_left -= 1
+                    self._shutdown = self._shutdown or self._jobs_left <= 0
+            if self._shutdown:
+                raise InterruptedError
+            if job is None:
+                break
+
+    def wait(self) -> int:
+        """Wait ``delay`` seconds, or until a notification (``listen``); return how many came."""
+        if self.listen:
+            count = len(self.queue.wait(self.delay))
+            self.logger.debug("Woke up with %s NOTIFYs.", count)
+            return count
+        time.sleep(self.delay)
+        return 1
+
+    # --- The original's loop, for subclasses that override its methods ---------------------
+
+    def overrides_original_loop(self) -> bool:
+        """Whether a subclass overrides run_available_tasks() or wait(): the pool calls neither."""
+        cls = type(self)
+        return (
+            cls.run_available_tasks is not Worker.run_available_tasks
+            or cls.wait is not Worker.wait
+        )
+
+    def check_original_loop_options(self, options: worker.WorkerOptions) -> None:
+        pool_only = [
+            name
+            for name, value in (
+                ("--threads", options.threads),
+                ("--processes", options.processes),
+                ("--batch", options.batch),
+            )
+            if value > 1
+        ]
+        if pool_only:
+            raise CommandError(
+                f"{type(self).__module__}.Command overrides run_available_tasks() or wait(), "
+                f"so it runs the original package's loop, one job at a time in the main "
+                f"thread; {', '.join(pool_only)} need the thread pool, which calls neither: "
+                f"drop them, or the override"
+            )
+
+    def run_loop(self, queue: Queue, worker_options: worker.WorkerOptions) -> None:
+        """Run the original package's loop: run_available_tasks(), then wait(), until stopped.
+
+        SIGTERM and SIGINT call handle_shutdown() in the signal handler, as in the original: a
+        stop waits for the running job however long it takes (--grace does not apply).
+        """
+        self._jobs_left = worker_options.max_jobs
+        connection = connections[queue.using]
+        with connection.cursor() as cursor:
+            name = application_name(queue.name, "main")
+            cursor.execute(sql.SET_APPLICATION_NAME, {"name": name})
+        if self.listen:
+            queue.listen()
+        self.logger.info(
+            "dpq worker started: queue %r, the original loop of %s (one job at a time), %s",
+            queue.name,
+            type(self).__module__,
+            f"listening on {queue.notify_channel!r}"
+            if self.listen
+            else f"polling every {self.delay}s",
+            extra={"queue": queue.name},
+        )
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for signum in shutdown.STOP_SIGNALS:
+                previous[signum] = signal.signal(signum, self.handle_shutdown)
+        try:
+            while True:
+                self.run_available_tasks()
+                if worker_options.burst:
+                    break
+                self.wait()
+        except InterruptedError:
+            pass  # a stop signal, or --max-jobs
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            queue.close()
+            connection.close()
+        self.logger.info("dpq worker stopped", extra={"queue": queue.name})

@@ -527,7 +527,12 @@ class AtLeastOnceQueue(Queue):
         outcome = runner.run_claim(
             self, lambda: self.claim(exclude_ids=exclude_ids), solo=True
         )
-        return outcome.runs[0].result if outcome.runs else None
+        if not outcome.runs:
+            return None
+        run = outcome.runs[0]
+        if outcome.callback_error is not None and run.exc is None:
+            return run.job, None, outcome.callback_error
+        return run.result
 
 
 class AtMostOnceQueue(Queue):

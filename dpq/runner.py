@@ -77,6 +77,9 @@ class ClaimOutcome:
     current: BaseJob | None = None
     # Each job's attempts as claimed (a failed run counts one more on the job).
     attempts: dict[int, int] = field(default_factory=dict)
+    # Set by the claim's first on_commit callback; what a later callback raised after COMMIT.
+    committed: bool = False
+    callback_error: Exception | None = None
 
     @property
     def claimed(self) -> int:
@@ -103,8 +106,15 @@ def run_claim(
     nested = connection.in_atomic_block
     counted = queue.has_crash_accounting and not nested
     outcome = ClaimOutcome()
+
+    def note_commit() -> None:
+        outcome.committed = True
+
     try:
         with transaction.atomic(using=queue.using):
+            # Registered before any task's: a callback that raises after it ran raised
+            # after the COMMIT, when the jobs' outcomes were already recorded.
+            transaction.on_commit(note_commit, using=queue.using)
             jobs = outcome.jobs = claim()
             if not jobs:
                 return outcome
@@ -133,15 +143,26 @@ def run_claim(
             finish_claim(
                 queue, outcome.runs, [*outcome.suspects, *outcome.left], counted=counted
             )
-    except DatabaseError as exc:
+    except Exception as exc:
+        if outcome.committed:
+            # A task's on_commit callback: the original package returned its error too.
+            outcome.callback_error = exc
+            log_callback_error(queue, outcome, exc)
         # After the claim, an error that rolled it back (at COMMIT, or a serialization
         # failure on the way) is the failure of the jobs it ran.
-        if not outcome.jobs or nested or not _usable(connection):
+        elif (
+            not isinstance(exc, DatabaseError)
+            or not outcome.jobs
+            or nested
+            or not _usable(connection)
+        ):
             raise
-        record_failed_claim(queue, outcome, exc)
-    late = [run.job.id for run in outcome.runs if _has_start(run, counted)]
-    if late and not starts_cleared_in_claim(queue):
-        queue.start_recorder.clear(late)
+        else:
+            record_failed_claim(queue, outcome, exc)
+    if outcome.committed:
+        late = [run.job.id for run in outcome.runs if _has_start(run, counted)]
+        if late and not starts_cleared_in_claim(queue):
+            queue.start_recorder.clear(late)
     for run in outcome.runs:
         announce(queue, run)
     return outcome
@@ -380,6 +401,19 @@ def record_failed_claim(
             sql.execute(
                 queue.using, sql.RECORD_JOB_FAILURE, params, job_table=queue.job_table
             )
+
+
+def log_callback_error(queue: Queue, outcome: ClaimOutcome, error: Exception) -> None:
+    """Log a transaction.on_commit callback that raised after the claim committed."""
+    ids = ", ".join(str(job.id) for job in outcome.jobs)
+    queue.logger.error(
+        "A transaction.on_commit callback raised after the claim of job(s) %s committed: "
+        "their outcomes stand, and Django skipped the callbacks registered after it: %s",
+        ids,
+        _one_line(error),
+        exc_info=error,
+        extra={"job_ids": [job.id for job in outcome.jobs], "queue": queue.name},
+    )
 
 
 def announce(queue: Queue, run: Run) -> None:

@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from dpq.worker import WorkerPool
@@ -30,7 +30,7 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 EXIT_MARGIN = 5.0
 
 
-def exit_at_once() -> None:
+def exit_at_once() -> NoReturn:
     """End the process now, with code 1: PostgreSQL rolls back what its connections hold."""
     logging.shutdown()
     os._exit(1)
@@ -134,8 +134,7 @@ class SignalThread(threading.Thread):
                 if signums is None:  # restored
                     return
                 for signum in signums:
-                    self.handle(signum)
-                    if deadline is None:
+                    if self.handle(signum) and deadline is None:
                         deadline = time.monotonic() + grace + EXIT_MARGIN
                 if deadline is not None and time.monotonic() >= deadline:
                     deadline = None
@@ -156,9 +155,14 @@ class SignalThread(threading.Thread):
         finally:
             self.pipe.close()
 
-    def handle(self, signum: int) -> None:
-        self.received += 1
+    def handle(self, signum: int) -> bool:
+        """Act on a stop signal; False if the pool's ``on_stop_signal`` asked to go on."""
         name = signal.Signals(signum).name
+        asks_to_stop = self.pool.on_stop_signal
+        if asks_to_stop is not None and not asks_to_stop(signum):
+            logger.info("Received %s; the worker command asked to go on", name)
+            return False
+        self.received += 1
         if self.received == 1:
             logger.info(
                 "Received %s: no new jobs are claimed; running jobs may finish for up to %ss "
@@ -167,7 +171,7 @@ class SignalThread(threading.Thread):
                 self.pool.options.grace,
             )
             self.pool.stop()
-            return
+            return True
         logger.warning(
             "Received %s again: exiting at once; running at-least-once jobs roll back and "
             "return to the queue",

@@ -21,6 +21,8 @@ from django.db import connections
 from dpq.shutdown import EXIT_MARGIN, STOP_SIGNALS, SignalPipe
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from dpq.queue import Queue
     from dpq.worker import WorkerOptions
 
@@ -48,9 +50,17 @@ class Supervisor:
     (SIGCHLD too) in a pipe, which the loop waits on.
     """
 
-    def __init__(self, queue: Queue, options: WorkerOptions) -> None:
+    def __init__(
+        self,
+        queue: Queue,
+        options: WorkerOptions,
+        *,
+        on_stop_signal: Callable[[int], bool] | None = None,
+    ) -> None:
         self.queue = queue
         self.options = options
+        # Asked once per stop signal, here, whether it stops the workers (see run_worker).
+        self.on_stop_signal = on_stop_signal
         self.children: dict[int, float] = {}  # pid -> start time
         self.stopping = False
         self.failed = False
@@ -111,9 +121,12 @@ class Supervisor:
 
     def handle_signal(self, signum: int) -> None:
         """Forward a stop signal to every worker process: the first a warm stop, then cold."""
+        name = signal.Signals(signum).name
+        if self.on_stop_signal is not None and not self.on_stop_signal(signum):
+            logger.info("Received %s; the worker command asked to go on", name)
+            return
         self.signals += 1
         self.stopping = True
-        name = signal.Signals(signum).name
         if self.signals == 1:
             logger.info(
                 "Received %s: asking %s worker processes to stop",

@@ -34,6 +34,8 @@ from dpq.threads import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from dpq.queue import Queue, RunResult
 
 logger = logging.getLogger(__name__)
@@ -70,7 +72,13 @@ def seconds_until(moment: datetime.datetime) -> float:
 class WorkerPool:
     """N worker threads for one queue, and the dispatcher that wakes them."""
 
-    def __init__(self, queue: Queue, options: WorkerOptions) -> None:
+    def __init__(
+        self,
+        queue: Queue,
+        options: WorkerOptions,
+        *,
+        on_stop_signal: Callable[[int], bool] | None = None,
+    ) -> None:
         if options.threads < 1:
             raise ValueError(f"threads must be >= 1, got {options.threads}")
         if options.batch > 1 and queue.at_most_once:
@@ -110,6 +118,8 @@ class WorkerPool:
         # Set in a child of --processes: the supervisor forwards signals, and the child stops
         # by itself if the supervisor dies.
         self.supervisor_pid: int | None = None
+        # Asked on each stop signal whether it stops the pool (Worker.handle_shutdown).
+        self.on_stop_signal = on_stop_signal
 
     # --- Coordination between threads ------------------------------------------------
 
@@ -415,10 +425,19 @@ class WorkerPool:
         self._signal_pipe = self._signal_thread = None
 
 
-def run_worker(queue: Queue, options: WorkerOptions) -> int:
-    """Run a worker pool for ``queue``, or --processes of them; return the exit code."""
+def run_worker(
+    queue: Queue,
+    options: WorkerOptions,
+    *,
+    on_stop_signal: Callable[[int], bool] | None = None,
+) -> int:
+    """Run a worker pool for ``queue``, or --processes of them; return the exit code.
+
+    ``on_stop_signal(signum)`` is asked, in the process that received a SIGTERM or SIGINT,
+    whether that signal stops the worker; without it every one does.
+    """
     if options.processes > 1:
         from dpq.supervisor import Supervisor
 
-        return Supervisor(queue, options).run()
-    return WorkerPool(queue, options).run()
+        return Supervisor(queue, options, on_stop_signal=on_stop_signal).run()
+    return WorkerPool(queue, options, on_stop_signal=on_stop_signal).run()

@@ -24,7 +24,10 @@ def check_dependencies(
         return []
     hint = 'Add "django_tables2" to INSTALLED_APPS.'
     if importlib.util.find_spec("django_tables2") is None:
-        hint = 'Run pip install django-tables2, then add "django_tables2" to INSTALLED_APPS.'
+        hint = (
+            'Run pip install "django-postgres-queue[admin]", then add "django_tables2" to '
+            "INSTALLED_APPS."
+        )
     return [
         checks.Error(
             "'django_tables2' must be in INSTALLED_APPS to use the dpq dashboard "

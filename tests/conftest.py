@@ -59,9 +59,12 @@ def count_jobs():
 
 
 @pytest.fixture(autouse=True)
-def _reset_queue_connections():
+def _reset_queue_connections(django_db_blocker):
     yield
-    connection.close_if_unusable_or_obsolete()
+    # A test that got the database through a fixture (dpq_run_jobs) has lost access by now.
+    if connection.connection is not None:
+        with django_db_blocker.unblock():
+            connection.close_if_unusable_or_obsolete()
 
 
 def current_database_url() -> str:

@@ -259,8 +259,16 @@ def freeze_process(queue, job):
     time.sleep(60)
 
 
+def record_then_fail_on_commit(queue, job):
+    """Record, and register an on_commit callback that raises once the job committed."""
+    record(queue, job)
+    transaction.on_commit(lambda: 1 / 0)
+    return job.id
+
+
 WORKER_TASKS = {
     **TASKS,
+    "record_then_fail_on_commit": record_then_fail_on_commit,
     "slow_record": slow_record,
     "wait_for_file": wait_for_file,
     "stall_first_run": stall_first_run,

@@ -43,7 +43,7 @@ def test_manage_py_test_runs_a_testcase_that_runs_jobs():
 
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
-    assert "Ran 3 tests" in output
+    assert "Ran 6 tests" in output
     assert "being accessed by other users" not in output
 
 
@@ -67,6 +67,6 @@ def test_pytest_django_runs_tests_that_run_jobs():
 
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
-    assert "2 passed" in output
+    assert "4 passed" in output
     assert "being accessed by other users" not in output
     assert "warning" not in output.lower()

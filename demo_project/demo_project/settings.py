@@ -1,7 +1,8 @@
 """Settings of the demo project, and an example for your own.
 
-The parts a project using dpq needs are INSTALLED_APPS (``dpq``, and ``django_tables2`` with
-``dpq_admin`` for the dashboard), DPQ_QUEUE and LOGGING; the rest is a plain Django project.
+The parts a project using dpq needs are INSTALLED_APPS (``dpq``, and ``dpq_admin`` with
+``django_tables2`` for the dashboard: the ``[admin]`` extra), DPQ_QUEUE and LOGGING; the rest is a
+plain Django project.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "django_tables2",
     "dpq",
     "dpq_admin",
+    "django_tables2",
     "demo",
 ]
 

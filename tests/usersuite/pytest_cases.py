@@ -29,3 +29,26 @@ def test_run_once_in_the_transactional_db_fixture() -> None:
 
     assert ran.id == job.id and isinstance(exc, ValueError)
     assert committed_start_records() == 0
+
+
+def test_the_dpq_fixtures_run_and_check_jobs(
+    dpq_run_jobs, dpq_assert_enqueued, django_assert_num_queries
+) -> None:
+    with django_assert_num_queries(1):
+        queue.enqueue("record", {"note": "with fixtures"})
+
+    dpq_assert_enqueued("record", args={"note": "with fixtures"})
+    [outcome] = dpq_run_jobs(queue)
+
+    assert outcome.succeeded
+    assert Effect.objects.filter(job_id=outcome.job.id).exists()
+    assert committed_start_records() == 0
+
+
+def test_the_dpq_assert_enqueued_fixture_lists_what_was_enqueued(
+    dpq_assert_enqueued,
+) -> None:
+    queue.enqueue("noop")
+
+    with pytest.raises(AssertionError, match="'noop' on queue 'default'"):
+        dpq_assert_enqueued("record")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import connection
 from django.test import TestCase, TransactionTestCase
 
+from dpq import testing
 from dpq.models import Job
 from dpq.queue import AtLeastOnceQueue
 from tests import tasks
@@ -54,3 +55,39 @@ class RunJobsInATransactionTestCase(TransactionTestCase):
 
         self.assertEqual((ran.id, exc), (job.id, None))
         self.assertEqual(committed_start_records(), 0)
+
+
+def place_order(note: str) -> None:
+    """The code under test: one row and one job (two queries)."""
+    Effect.objects.create(job_id=0, note=note)
+    queue.enqueue("record", {"note": note}, priority=5)
+
+
+class UseDpqTestingInATestCase(TestCase):
+    def test_run_jobs_runs_what_the_code_enqueued(self) -> None:
+        with self.assertNumQueries(2):
+            place_order("order 1")
+
+        [outcome] = testing.run_jobs(queue)
+
+        self.assertTrue(outcome.succeeded)
+        self.assertEqual(outcome.retval, outcome.job.id)
+        self.assertTrue(Effect.objects.filter(job_id=outcome.job.id).exists())
+        self.assertEqual(committed_start_records(), 0)
+
+    def test_run_jobs_reports_a_failure_with_its_traceback(self) -> None:
+        queue.enqueue("fail")
+
+        [outcome] = testing.run_jobs(queue)
+
+        self.assertIsInstance(outcome.exc, ValueError)
+        self.assertIn("ValueError: always fails", outcome.traceback)
+
+    def test_assert_enqueued_checks_the_job(self) -> None:
+        place_order("order 2")
+
+        testing.assert_enqueued(
+            "record", args={"note": "order 2"}, queue="default", priority=5
+        )
+        with self.assertRaisesMessage(AssertionError, "args {'note': 'order 2'}"):
+            testing.assert_enqueued("record", args={"note": "order 3"})

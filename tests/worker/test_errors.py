@@ -63,3 +63,18 @@ def test_a_worker_thread_killed_by_system_exit_stops_the_worker_with_exit_1(
     assert "SystemExit: 3" in worker.log
     # Its claim rolled back: the job is back, and its next claim counts the death.
     assert list(Job.objects.values_list("id", "attempts")) == [(job.id, 0)]
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_on_commit_callback_is_logged_and_the_thread_goes_on(worker_process):
+    first = worker_queue.enqueue("record_then_fail_on_commit")
+    second = worker_queue.enqueue("record")
+    worker = worker_process("--burst", queue="tests.queues.worker_queue", threads=1)
+
+    assert worker.wait_for_exit() == 0, worker.log
+    assert f"on_commit callback raised after the claim of job(s) {first.id}" in (
+        worker.log
+    )
+    assert "error outside a task" not in worker.log
+    assert set(Effect.objects.values_list("job_id", flat=True)) == {first.id, second.id}
