@@ -161,3 +161,25 @@ def test_a_postgresql_restart_under_the_scheduling_worker_enqueues_each_due_time
 
     assert "lost its database connection" in worker.log
     assert_each_due_time_once_without_gaps(private_effects(private_server))
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_two_original_scheduler_commands_enqueue_each_due_time_once_across_a_kill_9(
+    worker_process,
+):
+    # dpq_scheduler's Scheduler, as the original's users run it, beside a plain worker.
+    worker_process("--no-scheduler", queue=QUEUE, threads=2)
+    first = worker_process(queue=None, threads=None, command="seed_scheduler")
+    second = worker_process(queue=None, threads=None, command="seed_scheduler")
+    wait_until(lambda: LEADS in first.log + second.log, 30)
+    leader, follower = (first, second) if LEADS in first.log else (second, first)
+    wait_until(lambda: Effect.objects.count() >= 3, 30)
+
+    leader.kill()
+    follower.wait_for_log(LEADS, timeout=30)
+    before = Effect.objects.count()
+    wait_until(lambda: Effect.objects.count() >= before + 3, 30)
+    follower.kill()
+
+    assert_each_due_time_once_without_gaps(due_times())
