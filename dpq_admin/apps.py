@@ -9,4 +9,7 @@ class DpqAdminConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from dpq_admin import checks  # noqa: F401  (registers the system checks)
+        from dpq_admin import (
+            checks,  # noqa: F401  (registers the system checks)
+            schedules,  # noqa: F401  (registers the Schedules page)
+        )
