@@ -1,3 +1,12 @@
 from __future__ import annotations
 
 __version__ = "2.0.0"
+
+
+def __getattr__(name: str) -> object:
+    # dpq.Schedule, imported only when asked for: `import dpq` must not need settings.
+    if name == "Schedule":
+        from dpq.schedules import Schedule
+
+        return Schedule
+    raise AttributeError(f"module 'dpq' has no attribute {name!r}")

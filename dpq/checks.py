@@ -16,6 +16,7 @@ def check_queue_setting(
     path = getattr(settings, "DPQ_QUEUE", None)
     if path is None:
         return []
+    from dpq.exceptions import DpqError
     from dpq.queue import Queue
 
     if not isinstance(path, str):
@@ -34,6 +35,15 @@ def check_queue_setting(
                 f"DPQ_QUEUE = {path!r} cannot be imported: {exc}",
                 hint="Point it at a Queue instance, e.g. 'myapp.queue.queue'.",
                 id="dpq.E001",
+            )
+        ]
+    except DpqError as exc:
+        # Queue(...) refused its arguments (a bad schedule, say) while the module loaded.
+        return [
+            checks.Error(
+                f"DPQ_QUEUE = {path!r} cannot be built: {exc}",
+                hint="Fix the Queue(...) call the message names.",
+                id="dpq.E003",
             )
         ]
     if not isinstance(queue, Queue):

@@ -131,6 +131,12 @@ class Worker(BaseCommand):
             "done (default 50).",
         )
         parser.add_argument(
+            "--scheduler",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="Enqueue the queue's schedules when no other worker does (default: on).",
+        )
+        parser.add_argument(
             "--reload",
             action="store_true",
             dest="use_reloader",
@@ -156,6 +162,7 @@ class Worker(BaseCommand):
             batch=options["batch"],
             batch_ms=options["batch_ms"],
             processes=options["processes"],
+            scheduler=options.get("scheduler", True),
         )
 
     def handle(self, *args: Any, **options: Any) -> None:

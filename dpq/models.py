@@ -304,3 +304,47 @@ class JobStart(models.Model):
 
     def __str__(self) -> str:
         return f"job {self.job_id}: {self.starts} starts ({self.solo_starts} solo)"
+
+
+class ScheduleState(models.Model):
+    """Where one schedule of a queue stands: the last due time enqueued, and when it is next.
+
+    Written by the worker that schedules the queue (dpq/scheduler.py): a job's insert and
+    its schedule's ``last_due_at`` commit in one transaction, under this row's lock, so each
+    due time is enqueued once however many workers try. The other columns are the
+    schedule as its code declared it, for the dashboard.
+    """
+
+    queue = models.CharField(max_length=100)
+    name = models.CharField(max_length=255, help_text="The task the schedule enqueues.")
+    expression = models.TextField(
+        help_text="The schedule as declared: cron, interval or function."
+    )
+    time_zone = models.CharField(max_length=64, default="UTC")
+    args = models.JSONField(default=dict)
+    priority = models.IntegerField(default=0)
+    notify_channel = models.CharField(max_length=63, blank=True, default="")
+    last_due_at = models.DateTimeField(
+        help_text="The last due time handled; the next one is computed from it."
+    )
+    next_due_at = models.DateTimeField(null=True, blank=True)
+    last_enqueued_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the last job was enqueued (run now too)."
+    )
+    last_job_id = models.BigIntegerField(null=True, blank=True)
+    paused = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "dpq_schedule"
+        verbose_name = "schedule"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["queue", "name"], name="dpq_schedule_name_uniq"
+            )
+        ]
+        permissions = [("run_schedule", "Can run a schedule now")]
+
+    def __str__(self) -> str:
+        return f"{self.queue}: {self.name} ({self.expression})"

@@ -20,6 +20,7 @@ from psycopg2.errorcodes import DUPLICATE_PREPARED_STATEMENT, INVALID_SQL_STATEM
 from dpq import exceptions, runner, signals, sql
 from dpq.models import PRIORITY_MAX, PRIORITY_MIN, BaseJob, Job, JSONValue
 from dpq.retry import RetryPolicy
+from dpq.schedules import compile_schedules
 from dpq.starts import StartCount, StartRecorder
 
 # The attribute of a thread's DatabaseWrapper naming the claim prepared on its connection:
@@ -90,6 +91,7 @@ class Queue:
         crash_limit: int | None = 3,
         notify_on_enqueue: bool = True,
         using: str = DEFAULT_DB_ALIAS,
+        schedules: Mapping[str, object] | None = None,
     ) -> None:
         if not isinstance(tasks, Mapping):
             raise exceptions.QueueConfigurationError(
@@ -131,9 +133,25 @@ class Queue:
         self.crash_limit = crash_limit
         self.notify_on_enqueue = notify_on_enqueue
         self.using = using
+        self.schedules = self._compiled_schedules(schedules)
         self._start_recorder: StartRecorder | None = None
         self._prepare_claims = True
         self._recorder_lock = threading.Lock()
+
+    def _compiled_schedules(self, schedules: Mapping[str, object] | None) -> dict:
+        """Check ``schedules={...}`` now, so that a bad one stops the code that builds the queue."""
+        try:
+            compiled = compile_schedules(self.name, self.tasks, schedules)
+            for name, schedule in compiled.items():
+                try:
+                    self._validated(name, schedule.args, priority=schedule.priority)
+                except exceptions.DpqError as exc:
+                    raise ValueError(
+                        f"schedule {name!r} of queue {self.name!r}: {exc}"
+                    ) from exc
+        except ValueError as exc:
+            raise exceptions.QueueConfigurationError(str(exc)) from exc
+        return compiled
 
     def __repr__(self) -> str:
         return (

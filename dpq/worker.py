@@ -52,6 +52,9 @@ class WorkerOptions:
     batch: int = 1
     batch_ms: float = 50.0
     processes: int = 1
+    scheduler: bool = (
+        True  # run the queue's schedules (one worker of the queue at a time)
+    )
 
 
 def describe_database(using: str) -> str:
@@ -107,6 +110,7 @@ class WorkerPool:
         self._pending_wakes = 0
         self._due_hint: float | None = None
         self._threads: list[WorkerThread] = []
+        self._scheduler_thread: threading.Thread | None = None
         self._running_threads = 0
         self._signal_pipe: shutdown.SignalPipe | None = None
         self._signal_thread: shutdown.SignalThread | None = None
@@ -245,6 +249,7 @@ class WorkerPool:
                 with self._lock:
                     self._running_threads += 1
                 thread.start()
+            self.start_scheduler()
             self.dispatch()
         except BaseException:
             # Only a lost connection is known to be safe to carry on from (dispatch() does);
@@ -353,12 +358,36 @@ class WorkerPool:
                 self._listener.close()
             self._listener = None
 
+    def start_scheduler(self) -> None:
+        """Compete to schedule the queue's schedules, in a thread (dpq/scheduler.py)."""
+        if not self.queue.schedules or not self.options.scheduler or self.options.burst:
+            return
+        from dpq.scheduler import Scheduler, SchedulerThread, ScheduleTable
+
+        logger.info(
+            "Queue %r has %s schedule(s); this worker enqueues them whenever no other "
+            "worker of the queue does",
+            self.queue.name,
+            len(self.queue.schedules),
+            extra={"queue": self.queue.name},
+        )
+        scheduler = Scheduler(
+            self.queue, self.queue.schedules, ScheduleTable(self.queue)
+        )
+        self._scheduler_thread = SchedulerThread(self, scheduler)
+        self._scheduler_thread.start()
+
     def finish(self) -> int:
         """Wait for the threads (up to --grace once stopping) and close everything."""
         deadline = time.monotonic() + self.options.grace
         for thread in self._threads:
             remaining = deadline - time.monotonic() if self.stopping.is_set() else None
             thread.join(remaining if remaining is None else max(0.0, remaining))
+        if self._scheduler_thread is not None:
+            # Between rounds it waits on the stop event, so it ends at once; closing its
+            # connection hands scheduling over to another worker.
+            self.stopping.set()
+            self._scheduler_thread.join(max(1.0, deadline - time.monotonic()))
         alive = [t.role for t in self._threads if t.is_alive()]
         if alive:
             logger.error(

@@ -34,4 +34,7 @@ class DpqAdminConfig(AppConfig):
         super().__init__(app_name, app_module)
 
     def ready(self) -> None:
-        from dpq_admin import checks  # noqa: F401  (registers the system checks)
+        from dpq_admin import (
+            checks,  # noqa: F401  (registers the system checks)
+            schedules,  # noqa: F401  (registers the Schedules page)
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import threading
 import time
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from dpq.queue import AtLeastOnceQueue, AtMostOnceQueue
 from dpq.retry import FixedBackoff
+from dpq.schedules import Schedule
 from tests import tasks
 
 queue = AtLeastOnceQueue(
@@ -86,4 +88,16 @@ class DispatcherBugQueue(AtLeastOnceQueue):
 
 dispatcher_bug_queue = DispatcherBugQueue(
     tasks=tasks.WORKER_TASKS, notify_channel="dpq-tests", crash_limit=3
+)
+
+
+# The schedule suites' queue: record_due every second, each missed due time enqueued after a
+# takeover ("all"), so the due times the Effects record must follow each other without a gap.
+scheduled_queue = AtLeastOnceQueue(
+    tasks=tasks.SCHEDULE_TASKS,
+    notify_channel="dpq-tests",
+    name="scheduled",
+    schedules={
+        "record_due": Schedule(datetime.timedelta(seconds=1), missed="all"),
+    },
 )

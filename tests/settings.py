@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "django_tables2",
     "dpq",
     "dpq_admin",
+    "dpq_scheduler",
     "tests.testapp",
     # The original README's example app, pasted as it was (tests/test_seed_readme.py).
     "tests.seedapp",

@@ -327,3 +327,16 @@ BATCH_TASKS = {
     "record_on_commit": record_on_commit,
     "swallow_db_error": swallow_db_error,
 }
+
+
+# --- Tasks of the schedule suites (tests/test_scheduler.py, tests/worker/test_schedules.py).
+
+
+def record_due(queue, job):
+    """Commit an Effect whose note is the job's due time (its execute_at) in UTC."""
+    due = job.execute_at.astimezone(datetime.UTC).isoformat()
+    Effect.objects.create(job_id=job.id, note=due)
+    return job.id
+
+
+SCHEDULE_TASKS = {**TASKS, "record_due": record_due}

@@ -69,6 +69,25 @@ def test_check_command_fails_on_a_bad_dpq_queue(settings):
         call_command("check")
 
 
+def test_check_reports_e003_when_the_queue_has_a_bad_schedule(settings):
+    settings.DPQ_QUEUE = "tests.badqueues.queue"
+    sys.modules.pop("tests.badqueues", None)
+
+    [error] = check_queue_setting()
+
+    assert error.id == "dpq.E003"
+    assert "schedule 'record' of queue 'default'" in error.msg
+    assert "has 4 fields; it needs five" in error.msg
+
+
+def test_check_command_fails_on_a_bad_schedule(settings):
+    settings.DPQ_QUEUE = "tests.badqueues.queue"
+    sys.modules.pop("tests.badqueues", None)
+
+    with pytest.raises(SystemCheckError, match=r"dpq\.E003.*schedule 'record'"):
+        call_command("check")
+
+
 def without_django_tables2():
     return override_settings(
         INSTALLED_APPS=[

@@ -50,6 +50,17 @@ DUMMY_PARAMS = {
     "last_errors": [None, "Traceback ..."],
     "failed_ats": [None, None],
     "clear_start": True,
+    "lock_space": 1,
+    "lock_key": 2,
+    "lock_keys": [2, 3],
+    "now": NOW,
+    "names": ["noop", "record"],
+    "expressions": ["@daily", "every 5 minutes"],
+    "zones": ["UTC", "Europe/Paris"],
+    "due_at": NOW,
+    "next_due_at": NOW,
+    "job_id": 1,
+    "paused": True,
 }
 
 # Placeholders whose type depends on the statement.
@@ -57,6 +68,7 @@ STATEMENT_PARAMS = {
     "INSERT_JOBS": {"args": ["{}", '{"a": 1}']},
     "RECORD_JOB_STARTS": {"solo": [1, 0]},
     "PUT_BACK_JOBS_UNCHANGED": {"args": ["{}", "{}"], "attempts": [0, 1]},
+    "UPSERT_SCHEDULES": {"args": ["{}", "{}"]},
 }
 
 
@@ -69,7 +81,12 @@ def is_utility(text: str) -> bool:
 NEEDS_EXTENSION = {"RUNNING_JOBS": "pgrowlocks", "CREATE_PGROWLOCKS_EXTENSION": None}
 
 # Upper-case strings in dpq.sql that are not statements.
-NOT_STATEMENTS = {"START_TABLE", "DEFAULT_DB_ALIAS"}
+NOT_STATEMENTS = {
+    "START_TABLE",
+    "SCHEDULE_TABLE",
+    "LAST_SCHEDULED_TABLE",
+    "DEFAULT_DB_ALIAS",
+}
 
 PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 

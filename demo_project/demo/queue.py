@@ -4,6 +4,7 @@ you enqueue; the worker finds it through DPQ_QUEUE or its dotted path."""
 from __future__ import annotations
 
 from demo import tasks
+from dpq import Schedule
 from dpq.queue import AtLeastOnceQueue
 from dpq.retry import ExponentialBackoff, FixedBackoff, RetryPolicy
 
@@ -25,9 +26,12 @@ queue = AtLeastOnceQueue(
 )
 
 # A second queue in the same table, run by its own worker (dpq_worker demo.queue.reports_queue),
-# so that slow reports never hold up transfers.
+# so that slow reports never hold up transfers. Its worker also enqueues a report at the
+# start of every minute (the dashboard's Schedules page shows it); with several workers of
+# the queue, one of them does.
 reports_queue = AtLeastOnceQueue(
     tasks={"build_report": tasks.build_report},
     notify_channel="demo-reports",
     name="reports",
+    schedules={"build_report": Schedule("* * * * *", args={"seconds": 2})},
 )

@@ -2,7 +2,8 @@
 
 Each one shows one thing: ``transfer`` atomicity, ``flaky`` the queue's retries, ``call_service``
 the ``@retry`` decorator, ``heartbeat`` the ``@repeat`` decorator, ``sleep`` and
-``build_report`` jobs long enough to be seen running in the dashboard.
+``build_report`` jobs long enough to be seen running in the dashboard; ``build_report`` is also
+scheduled every minute (demo/queue.py).
 """
 
 from __future__ import annotations
