@@ -57,6 +57,8 @@ class Run:
     error_text: str | None = None
     # Whether a start was recorded for this run (crash accounting), to forget when it ends.
     recorded_start: bool = False
+    # False when its outcome could not be recorded (another worker took the job first).
+    recorded: bool = True
 
     @property
     def result(self) -> RunResult:
@@ -396,6 +398,7 @@ def record_failed_claim(
                     run.job.id,
                     run.job.task,
                 )
+                run.recorded = False
                 continue
             params = _failure_params(queue, run, give_up=run.error_text is not None)
             sql.execute(
@@ -419,6 +422,8 @@ def log_callback_error(queue: Queue, outcome: ClaimOutcome, error: Exception) ->
 def announce(queue: Queue, run: Run) -> None:
     """Log a recorded run and send its signal (after its transaction committed)."""
     job = run.job
+    if not run.recorded:
+        return
     extra = {"job_id": job.id, "task": job.task, "queue": queue.name}
     if run.exc is None:
         if queue.logger.isEnabledFor(logging.INFO):

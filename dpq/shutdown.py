@@ -172,6 +172,8 @@ class SignalThread(threading.Thread):
             )
             self.pool.stop()
             return True
+        # Set first: the main thread, should it finish meanwhile, must not exit 0.
+        self.pool.exiting.set()
         logger.warning(
             "Received %s again: exiting at once; running at-least-once jobs roll back and "
             "return to the queue",

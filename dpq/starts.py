@@ -184,6 +184,20 @@ class ClaimsInFlight:
         with self._lock:
             self._lost.extend(self._open.pop(holder, []))
 
+    def held_by_others(self, holder: str) -> list[int]:
+        """Ids of the jobs of every claim but ``holder``'s, lost ones included.
+
+        A thread's claim leaves them out: a claim that rolled back (its COMMIT failed) has
+        its jobs back in the table until its failure is recorded, and they are not free.
+        """
+        with self._lock:
+            return [
+                job_id
+                for claimant, claims in self._open.items()
+                if claimant != holder
+                for job_id, _ in claims
+            ] + [job_id for job_id, _ in self._lost]
+
     def all(self) -> list[tuple[int, int]]:
         with self._lock:
             return [*self._lost, *(c for claims in self._open.values() for c in claims)]

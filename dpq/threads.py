@@ -192,7 +192,7 @@ class WorkerThread(threading.Thread):
                 return True
             outcome = runner.run_claim(
                 queue,
-                queue.claim,
+                self.claim_one,
                 solo=solo,
                 is_suspect=self.is_suspect,
                 on_claimed=self.claimed,
@@ -205,6 +205,17 @@ class WorkerThread(threading.Thread):
         for suspect in outcome.suspects:
             self.run_suspect(suspect, claim_by_id=False)
         return outcome.claimed > 0
+
+    def claim_one(self) -> list[BaseJob]:
+        """Claim the best ready job that no other claim of this process holds."""
+        return self.pool.queue.claim(
+            exclude_ids=self.pool.claims.held_by_others(self.role)
+        )
+
+    def claim_batch(self, limit: int) -> list[BaseJob]:
+        return self.pool.queue.claim(
+            limit=limit, exclude_ids=self.pool.claims.held_by_others(self.role)
+        )
 
     def claimed(self, jobs: list[BaseJob]) -> None:
         """A claim of this thread's took ``jobs``: wake the next idle thread, note the claim."""
@@ -224,7 +235,7 @@ class WorkerThread(threading.Thread):
             try:
                 outcome = runner.run_claim(
                     queue,
-                    lambda: queue.claim(limit=1 + extra),
+                    lambda: self.claim_batch(1 + extra),
                     solo=False,
                     is_suspect=self.is_suspect,
                     on_claimed=self.claimed,

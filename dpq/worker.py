@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# How long an exiting worker may spend giving its running jobs' claims back.
+GIVE_BACK_TIMEOUT = 3.0
+
 
 @dataclass(frozen=True)
 class WorkerOptions:
@@ -116,6 +119,8 @@ class WorkerPool:
         self._signal_thread: shutdown.SignalThread | None = None
         # Set once run() is over: a stop signal then has nothing left to wait for.
         self.finished = threading.Event()
+        # Set when a second signal ends the process: the signal thread exits with code 1.
+        self.exiting = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._listener: Any = None
@@ -259,9 +264,14 @@ class WorkerPool:
         finally:
             self.close_listener()
         try:
-            return self.finish()
+            code = self.finish()
         finally:
             self.finished.set()
+        if self.exiting.is_set():
+            # The signal thread gives the running jobs' claims back, then exits with 1.
+            time.sleep(GIVE_BACK_TIMEOUT + 1)
+            shutdown.exit_at_once()
+        return code
 
     def dispatch(self) -> None:
         """Wake threads on notifications and when delayed jobs fall due, until stopped."""
@@ -403,7 +413,7 @@ class WorkerPool:
         logger.info("dpq worker stopped after %s job(s)", self.jobs_started)
         return 1 if self.failed else 0
 
-    def give_back_claims(self, timeout: float = 3.0) -> None:
+    def give_back_claims(self, timeout: float = GIVE_BACK_TIMEOUT) -> None:
         """Before exiting with jobs running: their claims roll back on purpose, not as deaths.
 
         Written on the crash-accounting connection, in a thread of its own so that an
