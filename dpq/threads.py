@@ -219,8 +219,9 @@ class WorkerThread(threading.Thread):
 
     def claimed(self, jobs: list[BaseJob]) -> None:
         """A claim of this thread's took ``jobs``: wake the next idle thread, note the claim."""
-        self.pool.wake_one()
+        # Noted first: the thread woken next must see these jobs as held.
         self.pool.claims.hold(self.role, jobs)
+        self.pool.wake_one()
 
     def run_batch(self) -> bool:
         """Claim up to --batch jobs, run them in one transaction, then run suspects alone."""
@@ -313,6 +314,9 @@ class WorkerThread(threading.Thread):
             and held > self.idle_timeout
             and isinstance(exc, OperationalError | InterfaceError)
         ):
+            # The job's own doing, and it would do it again: counted as a crash, so that
+            # crash_limit ends it.
+            self.pool.claims.release(self.role)
             logger.warning(
                 "Worker thread %s lost its database connection after holding a job's "
                 "transaction open for %.1fs, longer than idle_in_transaction_session_timeout "
@@ -327,6 +331,8 @@ class WorkerThread(threading.Thread):
         elif isinstance(exc, OperationalError | InterfaceError) or not _is_usable(
             connection
         ):
+            # The claim this thread held, if any, rolled back with the connection: not a death.
+            self.pool.claims.lose(self.role)
             logger.warning(
                 "Worker thread %s lost its database connection (%s); reconnecting in %.1fs",
                 self.role,
@@ -336,13 +342,14 @@ class WorkerThread(threading.Thread):
                 delay,
             )
         else:
+            # A bug that may come back with the same job: counted as a crash, so that
+            # crash_limit ends it rather than a loop.
+            self.pool.claims.release(self.role)
             logger.exception(
                 "Worker thread %s: error outside a task; retrying in %.1fs",
                 self.role,
                 delay,
             )
-        # The claim this thread held, if any, rolled back: not a death.
-        self.pool.claims.lose(self.role)
         connection.close()
         self.pool.stopping.wait(delay)
 
