@@ -21,7 +21,7 @@ from django.db import DatabaseError, connections, transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
-from dpq import exceptions, signals, sql
+from dpq import driver, exceptions, signals, sql
 from dpq.retry import decide
 from dpq.starts import StartCount
 
@@ -97,8 +97,10 @@ def run_claim(
     nested = connection.in_atomic_block
     counted = queue.has_crash_accounting and not nested
     outcome = ClaimOutcome()
+    raw = None
     try:
         with transaction.atomic(using=queue.using):
+            raw = connection.connection
             jobs = outcome.jobs = claim()
             if not jobs:
                 return outcome
@@ -129,8 +131,9 @@ def run_claim(
             )
     except DatabaseError as exc:
         # After the claim, an error that rolled it back (at COMMIT, or a serialization
-        # failure on the way) is the failure of the jobs it ran.
-        if not outcome.jobs or nested or not _usable(connection):
+        # failure on the way) is the failure of the jobs it ran. A lost connection is not:
+        # Django may have replaced it already (psycopg 3 reports the loss as a DatabaseError).
+        if not outcome.jobs or nested or not _usable(connection, raw):
             raise
         record_failed_claim(queue, outcome, exc)
     for run in outcome.runs:
@@ -190,7 +193,7 @@ def end_task(queue: Queue, *, in_batch: bool) -> None:
     try:
         sql.execute(queue.using, statement)
     except DatabaseError as exc:
-        if sqlstate(exc) == IN_FAILED_TRANSACTION:
+        if driver.sqlstate(exc) == IN_FAILED_TRANSACTION:
             raise exceptions.DpqError(
                 "the task caught a database error without rolling back to a savepoint "
                 "(on a cursor Django does not watch), leaving the transaction unusable; "
@@ -407,15 +410,12 @@ def send(queue: Queue, signal: Signal, **kwargs: Any) -> None:
             )
 
 
-def sqlstate(exc: BaseException) -> str | None:
-    """The SQLSTATE of a database error (psycopg2's pgcode, psycopg's sqlstate), if any."""
-    cause = exc.__cause__ or exc
-    return getattr(cause, "pgcode", None) or getattr(cause, "sqlstate", None)
-
-
-def _usable(connection: Any) -> bool:
+def _usable(connection: Any, raw: Any) -> bool:
+    """Whether ``connection`` still holds the driver connection ``raw``, and it works."""
     try:
-        return connection.connection is not None and connection.is_usable()
+        return (
+            raw is not None and connection.connection is raw and connection.is_usable()
+        )
     except DatabaseError:
         return False
 
