@@ -8,11 +8,14 @@
 # root; elsewhere they are skipped with the reason. Each leg has its own test database, so that
 # legs (and `make test`) never clash. Logs: .matrix/logs/LEG.log.
 #
-# Settings (environment): MATRIX_LEGS (default: all four), MATRIX_TIMEOUT per leg (25m).
+# Settings (environment): MATRIX_LEGS (default: all four), MATRIX_TIMEOUT per leg (25m),
+# MATRIX_DB_PREFIX (dpq_matrix): leg L uses the databases PREFIX_L and test_PREFIX_L, so that
+# two checkouts running the matrix against one server each get their own.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 LEGS=${MATRIX_LEGS:-dj52-psycopg2 dj52-psycopg3 dj61-psycopg2 dj61-psycopg3}
 TIMEOUT=${MATRIX_TIMEOUT:-25m}
+DB_PREFIX=${MATRIX_DB_PREFIX:-dpq_matrix}
 LOGS=.matrix/logs
 CALLER_DATABASE_URL=${DATABASE_URL:-}
 mkdir -p "$LOGS"
@@ -80,13 +83,13 @@ for leg in $LEGS; do
         ;;
     esac
     # A DATABASE_URL given by the caller serves every leg; the test database names keep them apart.
-    if ! url=$(DATABASE_URL=$CALLER_DATABASE_URL python3 scripts/dbenv.py --dbname "dpq_matrix_${leg//-/_}"); then
+    if ! url=$(DATABASE_URL=$CALLER_DATABASE_URL python3 scripts/dbenv.py --dbname "${DB_PREFIX}_${leg//-/_}"); then
         results[$leg]="FAILED: no database (scripts/dbenv.py failed)"
         failed=1
         continue
     fi
     started=$SECONDS
-    DATABASE_URL=$url DPQ_TEST_DB_NAME=test_dpq_matrix_${leg//-/_} \
+    DATABASE_URL=$url DPQ_TEST_DB_NAME=test_${DB_PREFIX}_${leg//-/_} \
         timeout -k 60 "$TIMEOUT" "${run[@]}" 2>&1 | tee "$LOGS/$leg.log"
     rc=${PIPESTATUS[0]}
     elapsed="$(((SECONDS - started) / 60))m$(((SECONDS - started) % 60))s"
