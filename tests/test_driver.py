@@ -8,7 +8,7 @@ import pytest
 from django.db import DatabaseError, connection
 
 from dpq import driver, sql
-from tests.conftest import current_database_url
+from tests.conftest import current_database_url, wait_until
 
 
 @pytest.fixture
@@ -53,7 +53,7 @@ def test_sqlstate_reads_the_driver_error_behind_a_django_error():
 @pytest.mark.django_db(transaction=True)
 def test_received_notifies_keeps_what_the_caller_leaves(listener):
     notify("dpq-driver-a", "dpq-driver-b")
-    driver.wait_for_notifies(listener, 10)
+    wait_until(lambda: len(driver.received_notifies(listener)) == 2)
 
     received = driver.received_notifies(listener)
     taken = [n for n in received if n.channel == "dpq-driver-a"]
@@ -72,6 +72,17 @@ def test_received_notifies_include_those_read_during_a_query(listener):
         cursor.execute("SELECT 1")
 
     assert [n.channel for n in driver.received_notifies(listener)] == ["dpq-driver-a"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_wait_for_notifies_returns_when_a_notification_arrives(listener):
+    started = time.monotonic()
+    notify("dpq-driver-a")
+
+    driver.wait_for_notifies(listener, 30)
+
+    assert time.monotonic() - started < 10
+    wait_until(lambda: driver.received_notifies(listener))
 
 
 @pytest.mark.django_db(transaction=True)
