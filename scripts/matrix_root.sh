@@ -118,6 +118,24 @@ build() {
     log "root ready: ${ROOT#"$PROJECT"/}"
 }
 
+# The PostgreSQL server binaries (initdb, pg_ctl) for the tests that restart a private
+# cluster: installed into an existing root too, so a root built before this needs no rebuild.
+# policy-rc.d keeps the package from starting a server inside the root.
+ensure_postgresql() {
+    local dir=$1
+    if compgen -G "$dir/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+        return 0
+    fi
+    log "installing the PostgreSQL server binaries in the root ..."
+    printf '#!/bin/sh\nexit 101\n' >"$dir/usr/sbin/policy-rc.d"
+    chmod +x "$dir/usr/sbin/policy-rc.d"
+    if ! unshare --mount --propagation private "$0" _enter "$dir" \
+        sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql && apt-get clean' \
+        >"$PROJECT/.matrix/postgresql.log" 2>&1; then
+        log "could not install postgresql (see .matrix/postgresql.log); the restart tests will fail"
+    fi
+}
+
 case "${1:-}" in
 check)
     reason=$(unavailable_reason)
@@ -133,6 +151,7 @@ run)
     shift
     build
     copy_host_files "$ROOT"
+    ensure_postgresql "$ROOT"
     exec unshare --mount --propagation private "$0" _enter "$ROOT" "$@"
     ;;
 _enter)
