@@ -37,8 +37,11 @@ matrix-clean:
 demo: venv
 	$(call dbenv,dpq_demo) $(VENV)/bin/python demo_project/run_demo.py
 
+# BENCH_PYTHON: the Python (and so the driver) to measure with, e.g. a psycopg 3 leg's
+# .matrix/venv-dj52-psycopg3/bin/python (make test-matrix MATRIX_LEGS=dj52-psycopg3 builds it).
+BENCH_PYTHON ?= $(VENV)/bin/python
 bench: venv
-	$(call dbenv,dpq_bench) $(VENV)/bin/python bench/run.py $(BENCH_ARGS)
+	$(call dbenv,dpq_bench) $(BENCH_PYTHON) bench/run.py $(BENCH_ARGS)
 
 screenshots: venv
 	$(call dbenv,dpq_screens) $(VENV)/bin/python scripts/screenshots.py

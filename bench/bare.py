@@ -1,4 +1,4 @@
-"""The limit: N processes, each with its own psycopg2 connection, claiming one job per
+"""The limit: N processes, each with its own driver connection, claiming one job per
 transaction with a single statement and committing. No Django, no task call, no bookkeeping:
 what PostgreSQL and the driver allow on this machine, measured on the same table.
 
@@ -16,8 +16,6 @@ import multiprocessing
 import time
 from collections.abc import Callable
 from typing import Any
-
-import psycopg2
 
 # The claim of the original django-postgres-queue: one statement, one job, the same order
 # and locking as dpq's claim (dpq adds the crash-accounting join and a LIMIT parameter).
@@ -44,7 +42,13 @@ def _loop(
     ready: Any,
     results: Any,
 ) -> None:
-    conn = psycopg2.connect(dsn)
+    # Imported here: bench/original.py runs this module's run_processes() where "dpq" is
+    # the original package, which has no driver module.
+    from dpq import driver
+
+    conn = _connect(driver, dsn)
+    # psycopg 3 starts at the first statement's result, psycopg2 keeps only the last.
+    to_last_result = driver.is_psycopg3
     if shape != "claim":
         # BEGIN and COMMIT travel with their neighbours, as dpq's worker sends them.
         conn.autocommit = True
@@ -68,6 +72,8 @@ def _loop(
                 else:
                     # The last job's COMMIT goes with this job's claim.
                     cursor.execute(f"{held}BEGIN; {claim}", params)
+                    while to_last_result and cursor.nextset():
+                        pass
                     row = cursor.fetchone()
                     if held:
                         claimed += 1
@@ -84,6 +90,16 @@ def _loop(
         results.put((first, last, claimed))
     finally:
         conn.close()
+
+
+def _connect(driver: Any, dsn: str) -> Any:
+    """A connection of the driver Django uses, binding parameters client-side as Django does
+    (several statements in one execute() need that with psycopg 3)."""
+    if driver.is_psycopg3:
+        import psycopg
+
+        return psycopg.connect(dsn, cursor_factory=psycopg.ClientCursor)
+    return driver.connect(dsn)
 
 
 def drain(

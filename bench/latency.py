@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import time
+from urllib.parse import urlsplit, urlunsplit
 
-import psycopg2
 from django.db import connection
 
 from bench import harness, queues, tasks
 from bench.report import Figure, Target
+from dpq import driver
 
 SECTION_LATENCY = "latency"
 SECTION_IDLE = "idle"
@@ -136,7 +138,7 @@ def pickup_figures(
 def transactions(dsn_admin: str, dbname: str) -> int:
     """Committed + rolled-back transactions of ``dbname`` so far, read from another database
     so that reading them does not count."""
-    conn = psycopg2.connect(dsn_admin)
+    conn = driver.connect(dsn_admin)
     try:
         conn.autocommit = True
         with conn.cursor() as cursor:
@@ -181,12 +183,9 @@ def idle_figures(
     """
     harness.reset()
     harness.settle()
-    params = connection.get_connection_params()
-    dbname = params.get("dbname") or params.get("database")
-    admin = {k: v for k, v in params.items() if isinstance(v, str | int)}
-    admin.pop("database", None)
-    admin["dbname"] = "postgres"
-    dsn_admin = psycopg2.extensions.make_dsn(**admin)
+    dbname = connection.settings_dict["NAME"]
+    url = urlsplit(os.environ["DATABASE_URL"])
+    dsn_admin = urlunsplit(url._replace(path="/postgres"))
     args = ["--threads", str(threads), "--delay", str(delay)]
     short = worker_transactions(dsn_admin, dbname, 2, args)
     long = worker_transactions(dsn_admin, dbname, 2 + seconds, args)

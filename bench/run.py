@@ -70,9 +70,9 @@ def check_dashboard_loads() -> None:
 def migrate() -> None:
     """Start from an empty schema and migrate: the bench database is scratch, and a
     migration rewritten during development must not leave an old table in the way."""
-    import psycopg2
+    from dpq import driver
 
-    conn = psycopg2.connect(os.environ["DATABASE_URL"])
+    conn = driver.connect(os.environ["DATABASE_URL"])
     try:
         conn.autocommit = True
         with conn.cursor() as cursor:
@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     django.setup()
 
     from bench import harness, latency, report, scale, throughput
+    from dpq import driver
 
     harness.create_tables()
     options = harness.worker_options()
@@ -162,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             ["bench/run.py", *(argv if argv is not None else sys.argv[1:])]
         ),
         rounds=rounds,
+        driver=f"{driver.name} {sys.modules[driver.name].__version__.split()[0]}",
         worker_options=sorted(options),
         git=subprocess.run(
             ["git", "-C", str(ROOT), "log", "-1", "--format=%h %s"],
@@ -171,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"dpq bench: {meta['nproc']} CPUs, {meta['memory_gib']} GiB, PostgreSQL "
-        f"{meta['postgresql']}, {rounds} round(s){' (quick)' if args.quick else ''}",
+        f"{meta['postgresql']}, {meta['driver']}, {rounds} round(s)"
+        f"{' (quick)' if args.quick else ''}",
         file=sys.stderr,
     )
     quick = args.quick

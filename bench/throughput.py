@@ -9,11 +9,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 
 from bench import bare, harness, original, queues
 from bench.report import Figure, Target
-from dpq import sql
+from dpq import driver, sql
 
 SECTION_ENQUEUE = "enqueue"
 SECTION_DRAIN = "drain"
@@ -190,9 +190,7 @@ def drain_figures(
 
         return case
 
-    prepare, execute = sql.prepared_claim()
-    with connection.cursor() as cursor:
-        dpq_claim = (prepare.as_string(cursor.cursor), execute)
+    dpq_claim = sql.prepared_claim()
 
     def shape_case(shape: str) -> Callable[[], float]:
         def case() -> float:
@@ -250,7 +248,7 @@ def drain_figures(
                 "jobs/s",
                 s.values,
                 note=(
-                    "1 job per transaction, psycopg2, 1 process per connection; timed "
+                    f"1 job per transaction, {driver.name}, 1 process per connection; timed "
                     "from the release of the connected processes to the last commit"
                 )
                 if n == bare_sizes[0]
@@ -273,7 +271,7 @@ def drain_figures(
                     s.values,
                     "bare 8",
                     samples["bare:8"].median,
-                    note="psycopg2 only: what an at-least-once worker could reach "
+                    note=f"{driver.name} only: what an at-least-once worker could reach "
                     "without its Python"
                     if shape == "held"
                     else "",

@@ -6,7 +6,6 @@ import datetime
 import json
 import logging
 import os
-import select
 import socket
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -15,9 +14,8 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.utils import timezone
-from psycopg2.errorcodes import DUPLICATE_PREPARED_STATEMENT, INVALID_SQL_STATEMENT_NAME
 
-from dpq import exceptions, runner, signals, sql
+from dpq import driver, exceptions, runner, signals, sql
 from dpq.models import PRIORITY_MAX, PRIORITY_MIN, BaseJob, Job, JSONValue
 from dpq.retry import RetryPolicy
 from dpq.schedules import compile_schedules
@@ -26,6 +24,9 @@ from dpq.starts import StartCount, StartRecorder
 # The attribute of a thread's DatabaseWrapper naming the claim prepared on its connection:
 # (the driver connection it was prepared on, the EXECUTE statement).
 _PREPARED_CLAIM = "dpq_prepared_claim"
+# SQLSTATEs of a prepared statement missing from, or already on, the connection.
+INVALID_SQL_STATEMENT_NAME = "26000"
+DUPLICATE_PREPARED_STATEMENT = "42P05"
 
 if TYPE_CHECKING:
     from dpq.retry import Backoff
@@ -315,27 +316,23 @@ class Queue:
         connection = connections[self.using]
         connection.ensure_connection()
         with connection.cursor() as cursor:
-            cursor.execute(
-                sql.listen_statement(channel).as_string(connection.connection)
-            )
+            cursor.execute(sql.listen_statement(channel, connection.connection))
 
     def wait(self, timeout: float = 30) -> list:
         """Wait up to ``timeout`` seconds for notifications; return those of this channel."""
         connection = connections[self.using]
         connection.ensure_connection()
-        raw = connection.connection
-        raw.poll()
         notifies = self.filter_notifies()
         if notifies:
             return notifies
-        select.select([raw], [], [], timeout)
-        raw.poll()
+        driver.wait_for_notifies(connection.connection, timeout)
         return self.filter_notifies()
 
     def filter_notifies(self) -> list:
-        raw = connections[self.using].connection
-        mine = [n for n in raw.notifies if n.channel == self.notify_channel]
-        raw.notifies[:] = [n for n in raw.notifies if n.channel != self.notify_channel]
+        """Take this channel's notifications from those the connection received; keep the rest."""
+        received = driver.received_notifies(connections[self.using].connection)
+        mine = [n for n in received if n.channel == self.notify_channel]
+        received[:] = [n for n in received if n.channel != self.notify_channel]
         return mine
 
     def notify(self, job: BaseJob | None = None) -> None:
@@ -368,7 +365,7 @@ class Queue:
                 self.using, statement, params, job_table=self.job_table
             )
         except DatabaseError as exc:
-            if runner.sqlstate(exc) == INVALID_SQL_STATEMENT_NAME:
+            if driver.sqlstate(exc) == INVALID_SQL_STATEMENT_NAME:
                 self._lost_prepared_claim(connection)
             raise
         jobs = self._claimed(rows)
@@ -440,9 +437,9 @@ class Queue:
         survive a pooler that hands each transaction another server connection (PgBouncer in
         transaction mode); when it goes missing, the queue stops preparing its claim.
         """
-        if not self._prepare_claims:
-            return
         connection = connections[self.using]
+        if not self._prepare_claims or driver.binds_server_side(connection):
+            return
         connection.ensure_connection()
         prepared = getattr(connection, _PREPARED_CLAIM, None)
         if prepared is not None and prepared[0] is connection.connection:
@@ -453,7 +450,7 @@ class Queue:
                 cursor.execute(prepare)
         except DatabaseError as exc:
             # Already there on a fresh connection: a pooler shares server sessions.
-            if getattr(exc.__cause__, "pgcode", None) != DUPLICATE_PREPARED_STATEMENT:
+            if driver.sqlstate(exc) != DUPLICATE_PREPARED_STATEMENT:
                 raise
             self._lost_prepared_claim(connection)
             return

@@ -22,7 +22,7 @@ from django.db import DatabaseError, connections, transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
-from dpq import exceptions, signals, sql
+from dpq import driver, exceptions, signals, sql
 from dpq.retry import decide
 from dpq.starts import StartCount
 
@@ -108,12 +108,14 @@ def run_claim(
     nested = connection.in_atomic_block
     counted = queue.has_crash_accounting and not nested
     outcome = ClaimOutcome()
+    raw = None
 
     def note_commit() -> None:
         outcome.committed = True
 
     try:
         with transaction.atomic(using=queue.using):
+            raw = connection.connection
             # Registered before any task's: a callback that raises after it ran raised
             # after the COMMIT, when the jobs' outcomes were already recorded.
             transaction.on_commit(note_commit, using=queue.using)
@@ -151,12 +153,13 @@ def run_claim(
             outcome.callback_error = exc
             log_callback_error(queue, outcome, exc)
         # After the claim, an error that rolled it back (at COMMIT, or a serialization
-        # failure on the way) is the failure of the jobs it ran.
+        # failure on the way) is the failure of the jobs it ran. A lost connection is not:
+        # Django may have replaced it already (psycopg 3 reports the loss as a DatabaseError).
         elif (
             not isinstance(exc, DatabaseError)
             or not outcome.jobs
             or nested
-            or not _usable(connection)
+            or not _usable(connection, raw)
         ):
             raise
         else:
@@ -249,7 +252,7 @@ def end_task(queue: Queue, *, in_batch: bool, sent: bool = True) -> None:
     try:
         sql.execute(queue.using, statement)
     except DatabaseError as exc:
-        if sqlstate(exc) == IN_FAILED_TRANSACTION:
+        if driver.sqlstate(exc) == IN_FAILED_TRANSACTION:
             raise exceptions.DpqError(
                 "the task caught a database error without rolling back to a savepoint "
                 "(on a cursor Django does not watch), leaving the transaction unusable; "
@@ -501,15 +504,12 @@ def send(queue: Queue, signal: Signal, **kwargs: Any) -> None:
             )
 
 
-def sqlstate(exc: BaseException) -> str | None:
-    """The SQLSTATE of a database error (psycopg2's pgcode, psycopg's sqlstate), if any."""
-    cause = exc.__cause__ or exc
-    return getattr(cause, "pgcode", None) or getattr(cause, "sqlstate", None)
-
-
-def _usable(connection: Any) -> bool:
+def _usable(connection: Any, raw: Any) -> bool:
+    """Whether ``connection`` still holds the driver connection ``raw``, and it works."""
     try:
-        return connection.connection is not None and connection.is_usable()
+        return (
+            raw is not None and connection.connection is raw and connection.is_usable()
+        )
     except DatabaseError:
         return False
 

@@ -3,7 +3,7 @@
 Values are always bound as named parameters (``%(name)s``). The only text substituted into
 a statement is a table name our own models define (``{job_table}``, ``{start_table}``),
 quoted with the connection's ``quote_name``. A notify channel is free-form, so LISTEN is
-composed with psycopg2's ``sql.Identifier`` and NOTIFY binds the channel as a value.
+composed with the driver's ``sql.Identifier`` and NOTIFY binds the channel as a value.
 """
 
 from __future__ import annotations
@@ -14,14 +14,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
-from psycopg2 import sql as pg_sql
+
+from dpq import driver
 
 START_TABLE = "dpq_jobstart"
 SCHEDULE_TABLE = "dpq_schedule"
 LAST_SCHEDULED_TABLE = "dpq_scheduler_lastscheduledfor"
 
 # The job columns every claim returns, in the order BaseJob.from_claim_row reads them.
-# args comes back as text: Django switches off psycopg2's jsonb decoding on its connections.
+# args comes back as text, whichever driver decodes it (Django makes both hand jsonb back as text).
 _JOB_COLUMNS = "id, created_at, execute_at, priority, task, args::text, queue, attempts, last_error, failed_at"
 _JOB_COLUMNS_OF_J = ", ".join(f"j.{column}" for column in _JOB_COLUMNS.split(", "))
 
@@ -379,30 +380,32 @@ SET_START_LOCK_TIMEOUT = """
 
 
 @functools.lru_cache(maxsize=64)
-def prepared_claim(job_table: str = "dpq_job") -> tuple[pg_sql.Composed, str]:
+def prepared_claim(job_table: str = "dpq_job") -> tuple[str, str]:
     """PREPARE and EXECUTE statements for CLAIM_JOB on ``job_table``: (prepare, execute).
 
     A worker prepares its claim once per connection. Planning the claim costs PostgreSQL
     about twice what running it does, and with 8 connections on 2 cores the server's CPU is
     what one-job-per-transaction throughput is made of. The name is derived from the rendered
-    text, so queues on other tables get a statement of their own.
+    text, so queues on other tables get a statement of their own; it is made of letters,
+    digits and underscores only, so it needs no quoting beyond the double quotes.
     """
     text = render(CLAIM_JOB, job_table)
     name = f"dpq_claim_job_{zlib.crc32(text.encode()):08x}"
     body = text.replace("%(queue)s", "$1").replace("%(exclude_ids)s", "$2")
-    prepare = pg_sql.SQL("PREPARE {} (text, bigint[]) AS {}").format(
-        pg_sql.Identifier(name), pg_sql.SQL(body)
-    )
+    prepare = f'PREPARE "{name}" (text, bigint[]) AS {body}'
     return prepare, f'EXECUTE "{name}" (%(queue)s, %(exclude_ids)s)'
 
 
-def listen_statement(channel: str) -> pg_sql.Composed:
-    """LISTEN on a channel, quoted as an identifier (safe for quotes, spaces, semicolons)."""
-    return pg_sql.SQL("LISTEN {}").format(pg_sql.Identifier(channel))
+def listen_statement(channel: str, raw: Any) -> str:
+    """LISTEN on a channel, quoted as an identifier (safe for quotes, spaces, semicolons).
+
+    ``raw`` is the driver connection the statement is for: quoting follows its encoding.
+    """
+    return "LISTEN " + driver.sql.Identifier(channel).as_string(raw)
 
 
-def unlisten_statement(channel: str) -> pg_sql.Composed:
-    return pg_sql.SQL("UNLISTEN {}").format(pg_sql.Identifier(channel))
+def unlisten_statement(channel: str, raw: Any) -> str:
+    return "UNLISTEN " + driver.sql.Identifier(channel).as_string(raw)
 
 
 @functools.lru_cache(maxsize=256)

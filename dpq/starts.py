@@ -16,10 +16,9 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg2
 from django.db import connections, transaction
 
-from dpq import sql
+from dpq import driver, sql
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +107,7 @@ class StartRecorder:
         }
         try:
             self._execute(sql.render(sql.RECORD_JOB_STARTS), params)
-        except psycopg2.Error as exc:
+        except driver.Error as exc:
             for pending in waiting:
                 pending.error = exc
         for pending in waiting:
@@ -125,7 +124,7 @@ class StartRecorder:
                 with self._connection.cursor() as cursor:
                     cursor.execute(statement, params)
                 return
-            except psycopg2.errors.LockNotAvailable:
+            except driver.errors.LockNotAvailable:
                 # The caller's own open transaction holds the start record (see
                 # sql.SET_START_LOCK_TIMEOUT): run the job, uncounted, rather than hang.
                 logger.warning(
@@ -136,7 +135,7 @@ class StartRecorder:
                     extra={"job_ids": params["ids"]},
                 )
                 return
-            except (psycopg2.OperationalError, psycopg2.InterfaceError):
+            except (driver.OperationalError, driver.InterfaceError):
                 self.close_locked()
                 if attempt == 2:
                     raise
@@ -145,7 +144,7 @@ class StartRecorder:
         if self._connection is not None and self._pid == os.getpid():
             try:
                 self._connection.close()
-            except psycopg2.Error:
+            except driver.Error:
                 logger.debug(
                     "Closing the crash-accounting connection failed", exc_info=True
                 )

@@ -20,10 +20,9 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import psycopg2
 from django.db import connections
 
-from dpq import shutdown, sql
+from dpq import driver, shutdown, sql
 from dpq.starts import ClaimsInFlight, StartCount
 from dpq.threads import (
     RECONNECT_MAX_DELAY,
@@ -306,19 +305,18 @@ class WorkerPool:
                 timeout = next_check - time.monotonic()
                 if next_due is not None:
                     timeout = min(timeout, next_due - time.monotonic())
-                readable = self.wait_readable(max(0.0, timeout))
-                if self._listener in readable:
-                    self._listener.poll()
-                    count = len(self._listener.notifies)
-                    self._listener.notifies.clear()
-                    if count:
-                        logger.debug("Woken by %s notification(s)", count)
-                        for _ in range(min(count, self.options.threads)):
-                            self.wake_one()
-                        next_check = (
-                            0.0  # a delayed job may have been added: look again
-                        )
-            except psycopg2.Error as exc:
+                self.wait_readable(max(0.0, timeout))
+                # Read whether the socket woke us or not: notifications that came in during
+                # check_due() have been read off the socket already.
+                received = driver.received_notifies(self._listener)
+                count = len(received)
+                received.clear()
+                if count:
+                    logger.debug("Woken by %s notification(s)", count)
+                    for _ in range(min(count, self.options.threads)):
+                        self.wake_one()
+                    next_check = 0.0  # a delayed job may have been added: look again
+            except driver.Error as exc:
                 failures += 1
                 delay = min(
                     RECONNECT_MAX_DELAY, RECONNECT_MIN_DELAY * 2 ** (failures - 1)
@@ -349,7 +347,7 @@ class WorkerPool:
             name = application_name(self.queue.name, "listen")
             cursor.execute(sql.SET_APPLICATION_NAME, {"name": name})
             if self.listen:
-                cursor.execute(sql.listen_statement(self.queue.notify_channel))
+                cursor.execute(sql.listen_statement(self.queue.notify_channel, raw))
         return raw
 
     def check_due(self) -> tuple[bool, float | None]:
@@ -364,7 +362,7 @@ class WorkerPool:
 
     def close_listener(self) -> None:
         if self._listener is not None:
-            with contextlib.suppress(psycopg2.Error):
+            with contextlib.suppress(driver.Error):
                 self._listener.close()
             self._listener = None
 

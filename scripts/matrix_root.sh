@@ -158,6 +158,7 @@ run)
     shift
     build
     copy_host_files "$ROOT"
+    install_postgresql "$ROOT"
     exec unshare --mount --propagation private "$0" _enter "$ROOT" "$@"
     ;;
 _enter)

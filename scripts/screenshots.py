@@ -278,9 +278,9 @@ def demo_database_url(url: str) -> tuple[str, str]:
 
 def admin_database(url: str, sql: str) -> None:
     """Run one statement (CREATE/DROP DATABASE) on DATABASE_URL's own database."""
-    import psycopg2
+    from dpq import driver
 
-    connection = psycopg2.connect(url)
+    connection = driver.connect(url)
     try:
         connection.autocommit = True
         with connection.cursor() as cursor:

@@ -99,7 +99,7 @@ def child_env(**extra: str) -> dict[str, str]:
 
 @pytest.fixture
 def other_connection():
-    """A second, raw psycopg2 connection to the test database (autocommit off), closed after."""
+    """A second, raw driver connection to the test database (autocommit off), closed after."""
     raw = connection.get_new_connection(connection.get_connection_params())
     yield raw
     raw.close()

@@ -15,6 +15,13 @@ if not os.environ.get("DATABASE_URL"):
 
 DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"])}
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("DPQ_TEST_DB_NAME", "test_dpq")}
+# The same database through psycopg 3's server-side parameter binding (Django's OPTIONS
+# server_side_binding; psycopg2 ignores it): tests/test_server_side_binding.py.
+DATABASES["server_binding"] = {
+    **DATABASES["default"],
+    "OPTIONS": {**DATABASES["default"].get("OPTIONS", {}), "server_side_binding": True},
+    "TEST": {"MIRROR": "default"},
+}
 
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from django.db import IntegrityError, connections, transaction
 
+from dpq import driver as dpq_driver
 from dpq.decorators import retry
 from tests.testapp.models import Child, Counter, Effect
 
@@ -173,6 +174,17 @@ def _effect_insert(job) -> tuple[str, list]:
     )
 
 
+def _dict_cursor(raw):
+    """A cursor of the driver's own that returns rows as dicts."""
+    if dpq_driver.is_psycopg3:
+        from psycopg.rows import dict_row
+
+        return raw.cursor(row_factory=dict_row)
+    from psycopg2.extras import RealDictCursor
+
+    return raw.cursor(cursor_factory=RealDictCursor)
+
+
 def record_then_fail_on(queue, job):
     """Write an Effect through the cursor named by ``args["cursor"]``, then raise."""
     kind = job.args["cursor"]
@@ -189,9 +201,7 @@ def record_then_fail_on(queue, job):
         if kind == "driver":
             cursor = driver.cursor()
         elif kind == "dict":
-            import psycopg2.extras
-
-            cursor = driver.cursor(cursor_factory=psycopg2.extras.RealDictCursor)
+            cursor = _dict_cursor(driver)
         elif kind == "named":
             named = driver.cursor(name=f"dpq_test_{job.id}")
             named.execute(f"SELECT id FROM {Effect._meta.db_table}")

@@ -9,12 +9,11 @@ import sys
 import threading
 from pathlib import Path
 
-import psycopg2
 import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from dpq import exceptions, sql
+from dpq import driver, exceptions, sql
 from dpq.models import Job, JobStart
 from dpq.queue import AtLeastOnceQueue
 from dpq.retry import FixedBackoff
@@ -174,7 +173,7 @@ def claim_and_die() -> int:
 
     Returns the dead claim's transaction id.
     """
-    raw = psycopg2.connect(current_database_url())
+    raw = driver.connect(current_database_url())
     with raw.cursor() as cursor:
         cursor.execute(
             sql.render(sql.CLAIM_JOBS),
@@ -183,7 +182,7 @@ def claim_and_die() -> int:
         assert cursor.fetchone() is not None
         cursor.execute("SELECT txid_current(), pg_backend_pid()")
         xid, pid = cursor.fetchone()
-    killer = psycopg2.connect(current_database_url())
+    killer = driver.connect(current_database_url())
     killer.autocommit = True
     with killer.cursor() as cursor:
         cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
@@ -304,7 +303,7 @@ def recorder_watchdog():
     def watch():
         if done.wait(20):
             return
-        raw = psycopg2.connect(current_database_url())
+        raw = driver.connect(current_database_url())
         raw.autocommit = True
         try:
             while not done.wait(0.5):

@@ -147,8 +147,8 @@ def test_statement_plans(name):
 @pytest.mark.parametrize("channel", ["dpq-tests", 'my-queue"; DROP TABLE canary; --'])
 def test_listen_and_unlisten_statements_run(channel):
     with connection.cursor() as cursor:
-        cursor.execute(sql.listen_statement(channel).as_string(cursor.cursor))
-        cursor.execute(sql.unlisten_statement(channel).as_string(cursor.cursor))
+        cursor.execute(sql.listen_statement(channel, cursor.cursor))
+        cursor.execute(sql.unlisten_statement(channel, cursor.cursor))
 
 
 def test_render_quotes_the_table_name():

@@ -30,9 +30,17 @@ LOGGING = {
 
 # DPQ_TEST_ISOLATION=serializable runs the worker's transactions at SERIALIZABLE.
 if os.environ.get("DPQ_TEST_ISOLATION") == "serializable":
-    from psycopg2.extensions import ISOLATION_LEVEL_SERIALIZABLE
+    from dpq import driver
+
+    # Each driver numbers its isolation levels its own way.
+    if driver.is_psycopg3:
+        from psycopg import IsolationLevel
+
+        serializable = IsolationLevel.SERIALIZABLE
+    else:
+        from psycopg2.extensions import ISOLATION_LEVEL_SERIALIZABLE as serializable
 
     DATABASES["default"]["OPTIONS"] = {  # noqa: F405
         **DATABASES["default"].get("OPTIONS", {}),  # noqa: F405
-        "isolation_level": ISOLATION_LEVEL_SERIALIZABLE,
+        "isolation_level": serializable,
     }

@@ -23,11 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-import dj_database_url
-import psycopg2
 import pytest
-from psycopg2 import sql
 
+from dpq import driver
 from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,14 +39,7 @@ def scratch_database_name() -> str:
 
 
 def connect(url: str):
-    params = dj_database_url.parse(url)
-    conn = psycopg2.connect(
-        dbname=params["NAME"],
-        user=params["USER"] or None,
-        password=params["PASSWORD"] or None,
-        host=params["HOST"] or None,
-        port=params["PORT"] or None,
-    )
+    conn = driver.connect(url)
     conn.autocommit = True
     return conn
 
@@ -59,6 +50,7 @@ def demo_database_url():
     url = os.environ["DATABASE_URL"]
     name = scratch_database_name()
     admin = connect(url)
+    sql = driver.sql
     drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
         sql.Identifier(name)
     )

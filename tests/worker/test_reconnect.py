@@ -14,10 +14,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg2
 import pytest
 from django.utils import timezone
 
+from dpq import driver
 from dpq.models import Job
 from tests.conftest import wait_until
 from tests.queues import queue, worker_queue
@@ -182,9 +182,7 @@ class Cluster:
         self.run(self.bindir / "pg_ctl", "-D", self.data, "-l", log, *args)
 
     def connect(self, dbname: str = "dpq"):
-        raw = psycopg2.connect(
-            host="127.0.0.1", port=self.port, user="postgres", dbname=dbname
-        )
+        raw = driver.connect(f"postgres://postgres@127.0.0.1:{self.port}/{dbname}")
         raw.autocommit = True
         return raw
 

@@ -17,9 +17,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg2
 import pytest
 
+from dpq import driver
 from tests.conftest import wait_until
 from tests.worker.conftest import ROOT
 
@@ -59,8 +59,8 @@ class PrivateServer:
     def url(self, dbname: str = "postgres") -> str:
         return f"postgres://postgres@127.0.0.1:{self.port}/{dbname}"
 
-    def connect(self, dbname: str = "dpq_restart") -> psycopg2.extensions.connection:
-        raw = psycopg2.connect(self.url(dbname))
+    def connect(self, dbname: str = "dpq_restart"):
+        raw = driver.connect(self.url(dbname))
         raw.autocommit = True
         return raw
 
@@ -89,7 +89,7 @@ def private_server() -> Iterator[PrivateServer]:
     )  # fmt: skip
     server.pg_ctl("start", "-l", str(home / "log"))
     try:
-        raw = psycopg2.connect(server.url())
+        raw = driver.connect(server.url())
         raw.autocommit = True
         with raw.cursor() as cursor:
             cursor.execute("CREATE DATABASE dpq_restart")
@@ -119,7 +119,7 @@ def running_jobs(server: PrivateServer) -> int:
             "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'dpq:%%:t%%' "
             "AND state = 'idle in transaction'"
         )[0][0]
-    except psycopg2.OperationalError:
+    except driver.OperationalError:
         return 0
 
 
