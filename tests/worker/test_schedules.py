@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import itertools
+import os
 import signal
 
 import psycopg2
@@ -56,6 +57,9 @@ def test_two_workers_schedule_one_at_a_time_and_enqueue_each_due_time_once(
     wait_until(lambda: LEADS in first.log + second.log, 30)
     wait_until(lambda: Effect.objects.count() >= 8, 60)
 
+    # Both at once: killing one first would let the other take over before its own end.
+    for worker in (first, second):
+        os.killpg(worker.pid, signal.SIGKILL)
     first.kill()
     second.kill()
 
