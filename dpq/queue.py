@@ -1,4 +1,6 @@
-"""Queues: enqueue jobs, claim and run them, LISTEN/NOTIFY wake-ups."""
+"""Queues: the producer API (enqueue, LISTEN/NOTIFY) and running a claimed job.
+
+The claim side, shared by every queue, is dpq.jobs.JobStore."""
 
 from __future__ import annotations
 
@@ -6,27 +8,19 @@ import datetime
 import json
 import logging
 import os
-import socket
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 
-from dpq import driver, exceptions, runner, signals, sql
+from dpq import driver, events, exceptions, outcomes, runner, signals, sql
+from dpq.jobs import HOSTNAME, JobStore
 from dpq.models import PRIORITY_MAX, PRIORITY_MIN, BaseJob, Job, JSONValue
 from dpq.retry import RetryPolicy
 from dpq.schedules import compile_schedules
-from dpq.starts import StartCount, StartRecorder
-
-# The attribute of a thread's DatabaseWrapper naming the claim prepared on its connection:
-# (the driver connection it was prepared on, the EXECUTE statement).
-_PREPARED_CLAIM = "dpq_prepared_claim"
-# SQLSTATEs of a prepared statement missing from, or already on, the connection.
-INVALID_SQL_STATEMENT_NAME = "26000"
-DUPLICATE_PREPARED_STATEMENT = "42P05"
 
 if TYPE_CHECKING:
     from dpq.retry import Backoff
@@ -40,8 +34,6 @@ RunResult = tuple[BaseJob, Any, BaseException | None]
 # every enqueue: refuse them when the queue is built.
 MAX_CHANNEL_BYTES = 63
 MAX_QUEUE_NAME_LENGTH = 100
-# Read once: worker_name is built for every job a worker starts.
-HOSTNAME = socket.gethostname()
 
 
 def validate_channel(channel: str | None) -> str | None:
@@ -69,7 +61,7 @@ def validate_channel(channel: str | None) -> str | None:
     return channel
 
 
-class Queue:
+class Queue(JobStore):
     """A named queue of jobs in the job table, and the tasks that can run them.
 
     ``tasks`` maps task names to functions ``fn(queue, job)``. Several queues share one table;
@@ -135,7 +127,7 @@ class Queue:
         self.notify_on_enqueue = notify_on_enqueue
         self.using = using
         self.schedules = self._compiled_schedules(schedules)
-        self._start_recorder: StartRecorder | None = None
+        self._start_recorder = None
         self._prepare_claims = True
         self._recorder_lock = threading.Lock()
 
@@ -201,7 +193,7 @@ class Queue:
             params["channel"] = self.notify_channel
         row = sql.fetch_one(self.using, statement, params, job_table=self.job_table)
         job = self.job_model.from_claim_row(row)
-        runner.send(self, signals.job_enqueued, job=job)
+        events.send(self, signals.job_enqueued, job=job)
         return job
 
     def enqueue_many(self, items: Iterable[tuple | Mapping[str, Any]]) -> list[int]:
@@ -348,35 +340,7 @@ class Queue:
             )
         return self.notify_channel
 
-    # --- Claim and run --------------------------------------------------------------------
-
-    def claim(
-        self, *, limit: int = 1, exclude_ids: Iterable[int] = ()
-    ) -> list[BaseJob]:
-        """Claim up to ``limit`` ready jobs of this queue (deleted, locked until commit)."""
-        statement = sql.CLAIM_JOB if limit == 1 else sql.CLAIM_JOBS
-        connection = connections[self.using]
-        prepared = getattr(connection, _PREPARED_CLAIM, None)
-        if limit == 1 and prepared is not None and prepared[0] is connection.connection:
-            statement = prepared[1]
-        params = {"queue": self.name, "exclude_ids": list(exclude_ids), "limit": limit}
-        try:
-            rows = sql.fetch_all(
-                self.using, statement, params, job_table=self.job_table
-            )
-        except DatabaseError as exc:
-            if driver.sqlstate(exc) == INVALID_SQL_STATEMENT_NAME:
-                self._lost_prepared_claim(connection)
-            raise
-        jobs = self._claimed(rows)
-        if len(jobs) > 1:
-            jobs.sort(key=lambda job: (-job.priority, job.execute_at, job.id))
-        if jobs and self.logger.isEnabledFor(logging.DEBUG):
-            for job in jobs:
-                self.logger.debug(
-                    "Claimed job %s (%s)", job.id, job.task, extra=self._log_extra(job)
-                )
-        return jobs
+    # --- Run -------------------------------------------------------------------------------
 
     def run_once(self, exclude_ids: Iterable[int] = ()) -> RunResult | None:
         """Claim one job and run it; return None, or ``(job, retval, exc)``."""
@@ -398,8 +362,8 @@ class Queue:
             return runner.run_committed_claim(self, job).result
         counted = self.has_crash_accounting
         run = runner.run_job(self, job, solo=solo, counted=counted)
-        runner.finish_claim(self, [run], [], counted=counted)
-        runner.announce(self, run)
+        outcomes.finish_claim(self, [run], [], counted=counted)
+        events.announce(self, run)
         return run.result
 
     def refusal(self, job: BaseJob) -> exceptions.DpqError | None:
@@ -421,117 +385,6 @@ class Queue:
     def retry_policy_for(self, task: str) -> RetryPolicy:
         """The retry policy of ``task``: its own from retry_policies, else the queue's."""
         return self.retry_policies.get(task, self.retry_policy)
-
-    def claim_by_id(self, ids: list[int]) -> list[BaseJob]:
-        """Claim the given jobs if they are still ready and nobody holds them."""
-        rows = sql.fetch_all(
-            self.using, sql.CLAIM_JOBS_BY_ID, {"ids": ids}, job_table=self.job_table
-        )
-        return self._claimed(rows)
-
-    def prepare_claim(self) -> None:
-        """Prepare the one-job claim on this thread's connection; claim() then executes it.
-
-        For worker threads, which claim thousands of times on one connection: planning the
-        claim is most of its cost to PostgreSQL. A session-level prepared statement does not
-        survive a pooler that hands each transaction another server connection (PgBouncer in
-        transaction mode); when it goes missing, the queue stops preparing its claim.
-        """
-        connection = connections[self.using]
-        if not self._prepare_claims or driver.binds_server_side(connection):
-            return
-        connection.ensure_connection()
-        prepared = getattr(connection, _PREPARED_CLAIM, None)
-        if prepared is not None and prepared[0] is connection.connection:
-            return
-        prepare, execute = sql.prepared_claim(self.job_table)
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(prepare)
-        except DatabaseError as exc:
-            # Already there on a fresh connection: a pooler shares server sessions.
-            if driver.sqlstate(exc) != DUPLICATE_PREPARED_STATEMENT:
-                raise
-            self._lost_prepared_claim(connection)
-            return
-        setattr(connection, _PREPARED_CLAIM, (connection.connection, execute))
-
-    def _lost_prepared_claim(self, connection: Any) -> None:
-        setattr(connection, _PREPARED_CLAIM, None)
-        if self._prepare_claims:
-            self._prepare_claims = False
-            self.logger.warning(
-                "The prepared claim of queue %r went missing from its connection, or was "
-                "there before it was prepared (a connection pooler in transaction mode?): "
-                "this process claims without preparing from now on",
-                self.name,
-            )
-
-    def _claimed(self, rows: list[tuple]) -> list[BaseJob]:
-        """Build the claimed jobs, and count the deaths the claim found before any runs.
-
-        A job whose earlier claim rolled back with its worker gets one more start, written
-        now: this claim's lock replaces the evidence, and this run may die too. A job that
-        another transaction held is given its start counts as they are now (that holder
-        may have written them after the claim's snapshot).
-        """
-        jobs = [self.job_model.from_claim_row(row) for row in rows]
-        held = [job for job in jobs if job.held_by]
-        if not held or not self.has_crash_accounting:
-            return jobs
-        found = {
-            job_id: (dead, starts, solo_starts)
-            for job_id, dead, starts, solo_starts in sql.fetch_all(
-                self.using,
-                sql.FIND_DEAD_CLAIMS,
-                {
-                    "ids": [job.id for job in held],
-                    "held_by": [job.held_by for job in held],
-                },
-            )
-        }
-        dead = {}
-        for job in held:
-            dead[job.id], job.starts, job.solo_starts = found[job.id]
-        deaths = [job for job in held if dead[job.id] is not None]
-        if deaths:
-            self.start_recorder.record(
-                [StartCount(job.id, 1, 0, dead[job.id]) for job in deaths],
-                worker=self.worker_name,
-            )
-            for job in deaths:
-                job.starts += 1
-        return jobs
-
-    def give_back(self, job: BaseJob) -> None:
-        """Account for a claim of ``job`` that the caller is about to roll back on purpose.
-
-        The rolled-back claim looks like one that died with its worker; its start record now
-        names it, so the next claim does not count a death.
-        """
-        # Only a job with starts is given back (a suspect), so its start record exists.
-        if self.has_crash_accounting and job.starts > 0 and job.claim_xid is not None:
-            self.start_recorder.record(
-                [StartCount(job.id, 0, 0, job.claim_xid)], worker=self.worker_name
-            )
-
-    def _log_extra(self, job: BaseJob) -> dict[str, Any]:
-        return {"job_id": job.id, "task": job.task, "queue": self.name}
-
-    # --- Crash accounting -----------------------------------------------------------------
-
-    @property
-    def start_recorder(self) -> StartRecorder:
-        with self._recorder_lock:
-            if self._start_recorder is None:
-                name = f"dpq:{self.name}:{HOSTNAME}:{os.getpid()}:starts"
-                self._start_recorder = StartRecorder(self.using, name)
-            return self._start_recorder
-
-    def close(self) -> None:
-        """Close the crash-accounting connection (the worker does this on shutdown)."""
-        if self._start_recorder is not None:
-            self._start_recorder.close()
 
 
 class AtLeastOnceQueue(Queue):

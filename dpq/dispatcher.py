@@ -1,0 +1,141 @@
+"""The worker's main thread: LISTEN, and wake one idle thread per notification or due job.
+
+A mixin of WorkerPool (dpq/worker.py), which owns the threads, the stop event and the
+wake-up pipe this loop waits on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import os
+import select
+import time
+from typing import TYPE_CHECKING, Any
+
+from django.db import connections
+
+from dpq import driver, sql
+from dpq.threads import RECONNECT_MAX_DELAY, RECONNECT_MIN_DELAY, application_name
+
+if TYPE_CHECKING:
+    import threading
+
+    from dpq.queue import Queue
+
+logger = logging.getLogger("dpq.worker")
+
+
+def seconds_until(moment: datetime.datetime) -> float:
+    """Seconds from now until ``moment``, naive (USE_TZ = False: local time) or aware."""
+    # Now in the moment's own kind: a naive one minus an aware one raises TypeError.
+    return (moment - datetime.datetime.now(moment.tzinfo)).total_seconds()
+
+
+class Dispatcher:
+    """The dispatcher loop of a WorkerPool."""
+
+    queue: Queue
+    listen: bool
+    stopping: threading.Event
+    supervisor_pid: int | None
+    _listener: Any
+    _wake_r: int
+    _due_hint: float | None
+    _running_threads: int
+    _lock: threading.Lock
+
+    def dispatch(self) -> None:
+        """Wake threads on notifications and when delayed jobs fall due, until stopped."""
+        failures = 0
+        next_check = 0.0
+        next_due: float | None = None
+        while not self.stopping.is_set():
+            if self.supervisor_pid is not None and os.getppid() != self.supervisor_pid:
+                logger.error(
+                    "The supervisor process is gone; stopping this worker process"
+                )
+                self.stop()
+                break
+            with self._lock:
+                if self._running_threads == 0:
+                    return
+                if self._due_hint is not None:
+                    if next_due is None or self._due_hint < next_due:
+                        next_due = self._due_hint
+                    self._due_hint = None
+            now = time.monotonic()
+            try:
+                if self._listener is None:
+                    self._listener = self.connect_listener()
+                    failures = 0
+                    self.wake_one()
+                if now >= next_check or (next_due is not None and now >= next_due):
+                    has_ready, next_due = self.check_due()
+                    next_check = now + self.options.delay
+                    if has_ready:
+                        self.wake_one()
+                timeout = next_check - time.monotonic()
+                if next_due is not None:
+                    timeout = min(timeout, next_due - time.monotonic())
+                self.wait_readable(max(0.0, timeout))
+                # Read whether the socket woke us or not: notifications that came in during
+                # check_due() have been read off the socket already.
+                received = driver.received_notifies(self._listener)
+                count = len(received)
+                received.clear()
+                if count:
+                    logger.debug("Woken by %s notification(s)", count)
+                    for _ in range(min(count, self.options.threads)):
+                        self.wake_one()
+                    next_check = 0.0  # a delayed job may have been added: look again
+            except driver.Error as exc:
+                failures += 1
+                delay = min(
+                    RECONNECT_MAX_DELAY, RECONNECT_MIN_DELAY * 2 ** (failures - 1)
+                )
+                logger.warning(
+                    "The listening connection was lost (%s); reconnecting in %.1fs",
+                    str(exc).strip().splitlines()[0]
+                    if str(exc).strip()
+                    else type(exc).__name__,
+                    delay,
+                )
+                self.close_listener()
+                self.stopping.wait(delay)
+
+    def wait_readable(self, timeout: float) -> list:
+        readable, _, _ = select.select([self._listener, self._wake_r], [], [], timeout)
+        if self._wake_r in readable:
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._wake_r, 1024)
+        return readable
+
+    def connect_listener(self) -> Any:
+        """The main thread's own connection: LISTEN, and the due-job checks."""
+        wrapper = connections[self.queue.using]
+        raw = wrapper.get_new_connection(wrapper.get_connection_params())
+        raw.autocommit = True
+        with raw.cursor() as cursor:
+            name = application_name(self.queue.name, "listen")
+            cursor.execute(sql.SET_APPLICATION_NAME, {"name": name})
+            if self.listen:
+                cursor.execute(sql.listen_statement(self.queue.notify_channel, raw))
+        return raw
+
+    def check_due(self) -> tuple[bool, float | None]:
+        """Is a job ready now, and when (monotonic time) is the next delayed one due?"""
+        statement = sql.render(sql.CHECK_DUE_JOBS, self.queue.job_table)
+        with self._listener.cursor() as cursor:
+            cursor.execute(statement, {"queue": self.queue.name})
+            has_ready, seconds = cursor.fetchone()
+        if seconds is None:
+            return bool(has_ready), None
+        return bool(has_ready), time.monotonic() + max(0.0, seconds)
+
+    def close_listener(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(driver.Error):
+                self._listener.close()
+            self._listener = None
