@@ -145,12 +145,10 @@ def run_job(
         )
     send(queue, signals.job_started, job=job)
     started = time.monotonic()
-    sent = _StatementCount()
     try:
         with transaction.atomic(using=queue.using):
-            with connections[queue.using].execute_wrapper(sent):
-                retval = queue.run_job(job)
-            end_task(queue, in_batch=in_batch, sent=sent.count > 0)
+            retval = queue.run_job(job)
+            end_task(queue, in_batch=in_batch)
     except Exception as exc:  # the task's own code: its failure is the job's
         run = Run(job, exc=exc, elapsed=time.monotonic() - started)
         put_back(queue, run)
@@ -163,30 +161,12 @@ def run_job(
     )
 
 
-class _StatementCount:
-    """An execute wrapper that counts the statements a task sends through Django's cursors."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(
-        self,
-        execute: Callable[..., Any],
-        sql: Any,
-        params: Any,
-        many: bool,
-        context: Any,
-    ) -> Any:
-        self.count += 1
-        return execute(sql, params, many, context)
-
-
-def end_task(queue: Queue, *, in_batch: bool, sent: bool = True) -> None:
+def end_task(queue: Queue, *, in_batch: bool) -> None:
     """Refuse a transaction the task left unusable; fail the task on deferred violations.
 
-    A lone job whose task sent nothing through Django's cursors skips the constraint check:
-    a violation left by a driver cursor then fails at COMMIT, which is recorded as the job's
-    failure just the same. In a batch that would fail every job of it, so it always checks.
+    Checked for every task, whatever cursor it used: a violation found at COMMIT instead
+    would roll the job's row back into the table, free for another thread's claim before
+    its failure is recorded.
     """
     if transaction.get_rollback(using=queue.using):
         raise exceptions.DpqError(
@@ -194,8 +174,6 @@ def end_task(queue: Queue, *, in_batch: bool, sent: bool = True) -> None:
             "leaving the transaction unusable; wrap the failing statement in "
             "transaction.atomic() so that only it is rolled back"
         )
-    if not sent and not in_batch:
-        return
     statement = (
         sql.CHECK_DEFERRED_CONSTRAINTS_AND_RESTORE
         if in_batch

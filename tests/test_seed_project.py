@@ -15,11 +15,9 @@ import sys
 import urllib.parse
 from pathlib import Path
 
-import dj_database_url
-import psycopg2
 import pytest
-from psycopg2 import sql
 
+from dpq import driver
 from tests.conftest import wait_until
 
 PROJECT = Path(__file__).resolve().parent / "seedproject"
@@ -29,14 +27,7 @@ pytestmark = pytest.mark.slow
 
 
 def connect(url: str):
-    params = dj_database_url.parse(url)
-    conn = psycopg2.connect(
-        dbname=params["NAME"],
-        user=params["USER"] or None,
-        password=params["PASSWORD"] or None,
-        host=params["HOST"] or None,
-        port=params["PORT"] or None,
-    )
+    conn = driver.connect(url)
     conn.autocommit = True
     return conn
 
@@ -70,12 +61,14 @@ def project_database():
     url = os.environ["DATABASE_URL"]
     name = f"{BASE_NAME}_seedproject"
     admin = connect(url)
-    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-        sql.Identifier(name)
+    drop = driver.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+        driver.sql.Identifier(name)
     )
     with admin.cursor() as cursor:
         cursor.execute(drop)
-        cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        cursor.execute(
+            driver.sql.SQL("CREATE DATABASE {}").format(driver.sql.Identifier(name))
+        )
     parts = urllib.parse.urlsplit(url)
     project_url = urllib.parse.urlunsplit(parts._replace(path="/" + name))
     migrated = manage("migrate", "--noinput", database_url=project_url)

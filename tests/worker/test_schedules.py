@@ -12,9 +12,9 @@ import itertools
 import os
 import signal
 
-import psycopg2
 import pytest
 
+from dpq import driver
 from dpq.models import ScheduleState
 from tests.conftest import wait_until
 from tests.testapp.models import Effect
@@ -138,7 +138,7 @@ def test_the_scheduling_connection_is_named_for_the_dashboard(worker_process):
 def private_effects(server: PrivateServer) -> list[datetime.datetime]:
     try:
         rows = server.query("SELECT note FROM testapp_effect ORDER BY note")
-    except psycopg2.OperationalError:  # restarting
+    except driver.OperationalError:  # restarting
         return []
     return [datetime.datetime.fromisoformat(row[0]) for row in rows]
 
