@@ -42,7 +42,9 @@ def assert_each_due_time_once_without_gaps(times: list[datetime.datetime]) -> No
 def scheduler_connections() -> list[str]:
     rows = fetch(
         "SELECT application_name FROM pg_stat_activity "
-        "WHERE application_name LIKE 'dpq:scheduled:%%:scheduler'"
+        "WHERE application_name LIKE 'dpq:scheduled:%%:scheduler' "
+        # Only this test database's: other suites may run against the same server.
+        "AND datname = current_database()"
     )
     return [row[0] for row in rows]
 
