@@ -13,7 +13,7 @@ from django.utils import timezone
 
 JSONValue = Any
 
-# The job columns every claim in dpq.sql returns first, in this order (sql._JOB_COLUMNS).
+# The job columns every claim in dpq.sql returns first, in this order (dpq.sql.claims._JOB_COLUMNS).
 CLAIM_COLUMNS = (
     "id",
     "created_at",
