@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# Names of their own, after this run's test database, so concurrent runs do not share them.
+BASE_NAME = os.environ.get("DPQ_TEST_DB_NAME", "test_dpq")
 
 
 def run(argv: list[str], db_name: str) -> subprocess.CompletedProcess:
@@ -38,7 +40,7 @@ def run(argv: list[str], db_name: str) -> subprocess.CompletedProcess:
 def test_manage_py_test_runs_a_testcase_that_runs_jobs():
     done = run(
         [sys.executable, "-m", "django", "test", "--noinput", "tests.usersuite.tests"],
-        "test_dpq_user_django",
+        f"{BASE_NAME}_user_django",
     )
 
     output = done.stdout + done.stderr
@@ -62,7 +64,7 @@ def test_pytest_django_runs_tests_that_run_jobs():
             "error",
             "tests/usersuite/pytest_cases.py",
         ],
-        "test_dpq_user_pytest",
+        f"{BASE_NAME}_user_pytest",
     )
 
     output = done.stdout + done.stderr
