@@ -60,6 +60,7 @@ def _loop(
             conn.commit()
         ready.wait()
         claimed = 0
+        cpu_started = time.process_time()
         first = time.time()
         last = first
         with conn.cursor() as cursor:
@@ -87,7 +88,7 @@ def _loop(
                     break
                 claimed += 1
                 last = time.time()
-        results.put((first, last, claimed))
+        results.put((first, last, claimed, time.process_time() - cpu_started))
     finally:
         conn.close()
 
@@ -108,13 +109,14 @@ def drain(
     connections: int,
     shape: str = "claim",
     dpq_claim: tuple[str, str] = ("", ""),
-) -> tuple[float, int]:
-    """Drain the queue with ``connections`` processes; return (seconds, jobs claimed).
+) -> tuple[float, int, float | None]:
+    """Drain the queue with ``connections`` processes; return (seconds, jobs claimed, CPU).
 
     ``shape`` is one of SHAPES; "dpq" needs ``dpq_claim``, dpq's one-job claim as a worker
     thread sends it: (the PREPARE run once per connection, the EXECUTE).
     The time runs from the moment all processes are connected and released to the last
-    successful claim's commit: connecting and process start-up are left out.
+    successful claim's commit: connecting and process start-up are left out. CPU is the
+    processes' own (user + system, seconds), over the same span.
     """
     prepare, claim = dpq_claim if shape == "dpq" else ("", CLAIM_ONE)
     return run_processes(connections, _loop, (dsn, queue, shape, claim, prepare))
@@ -122,11 +124,12 @@ def drain(
 
 def run_processes(
     count: int, loop: Callable[..., None], args: tuple
-) -> tuple[float, int]:
-    """Fork ``count`` processes of ``loop(*args, ready, results)``; return (seconds, jobs).
+) -> tuple[float, int, float | None]:
+    """Fork ``count`` processes of ``loop(*args, ready, results)``: (seconds, jobs, CPU).
 
     Each loop waits at the ``ready`` barrier once connected, then puts (first, last, jobs)
-    on ``results``: the time runs from the release to the last job's commit.
+    on ``results``, and its CPU seconds if it measures them: the time runs from the release
+    to the last job's commit.
     """
     context = multiprocessing.get_context("fork")
     ready = context.Barrier(count + 1)
@@ -142,4 +145,5 @@ def run_processes(
         process.join()
     first = min(o[0] for o in outcomes)
     last = max(o[1] for o in outcomes)
-    return last - first, sum(o[2] for o in outcomes)
+    cpu = sum(o[3] for o in outcomes) if all(len(o) > 3 for o in outcomes) else None
+    return last - first, sum(o[2] for o in outcomes), cpu

@@ -61,6 +61,10 @@ def fetch_all(statement: str, params: Sequence[Any] | None = None) -> list[tuple
 def create_tables() -> None:
     execute(f"CREATE TABLE IF NOT EXISTS {tasks.MARK_TABLE} (name text, t float8)")
     execute(
+        f"ALTER TABLE {tasks.MARK_TABLE} ADD COLUMN IF NOT EXISTS cpu float8, "
+        "ADD COLUMN IF NOT EXISTS pid integer"
+    )
+    execute(
         f"CREATE TABLE IF NOT EXISTS {tasks.PICKUP_TABLE} "
         "(job_id bigint, enqueued float8, started float8)"
     )
@@ -121,6 +125,20 @@ def marked_seconds() -> float | None:
     if "first" not in rows or "last" not in rows:
         return None
     return rows["last"] - rows["first"]
+
+
+def marked_cpu() -> float | None:
+    """The worker's CPU seconds between the two marks; None when two processes ran them."""
+    rows = {
+        name: (cpu, pid)
+        for name, cpu, pid in fetch_all(
+            f"SELECT name, cpu, pid FROM {tasks.MARK_TABLE}"
+        )
+    }
+    first, last = rows.get("first"), rows.get("last")
+    if first is None or last is None or first[1] != last[1]:
+        return None
+    return last[0] - first[0]
 
 
 def count_jobs(queue: str = queues.NAME) -> int:

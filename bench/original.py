@@ -151,7 +151,7 @@ def main() -> None:
     for _ in range(rounds):
         _fill(jobs)
         connection.close()
-        seconds, done = run_processes(processes, _loop, ())
+        seconds, done, _cpu = run_processes(processes, _loop, ())
         if done != jobs:
             raise SystemExit(f"the original drained {done} of {jobs} jobs")
         rates.append(jobs / seconds)

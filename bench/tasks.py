@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -17,12 +18,13 @@ def noop(queue: Any, job: Any) -> None:
 
 
 def mark(queue: Any, job: Any) -> None:
-    """Record when this job started; a drain is timed from its first to its last mark."""
+    """Record when this job started, and the worker process's CPU time then: a drain is
+    timed from its first to its last mark."""
     started = time.time()
     with connections[queue.using].cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {MARK_TABLE} (name, t) VALUES (%s, %s)",
-            [job.args["name"], started],
+            f"INSERT INTO {MARK_TABLE} (name, t, cpu, pid) VALUES (%s, %s, %s, %s)",
+            [job.args["name"], started, time.process_time(), os.getpid()],
         )
 
 

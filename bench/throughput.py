@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import time
 from collections.abc import Callable
@@ -166,9 +167,11 @@ def drain_figures(
             harness.reset()
             harness.insert_jobs(jobs)
             harness.settle()
-            seconds, claimed = bare.drain(dsn, queues.NAME, n)
+            seconds, claimed, cpu = bare.drain(dsn, queues.NAME, n)
             if claimed != jobs:
                 raise RuntimeError(f"the bare loop claimed {claimed} of {jobs} jobs")
+            if cpu is not None:
+                cpu_per_job.setdefault(f"bare:{n}", []).append(cpu / jobs)
             return jobs / seconds
 
         return case
@@ -186,6 +189,12 @@ def drain_figures(
                 raise RuntimeError(
                     f"dpq_worker {queue_attr} {config.args} left {left} jobs behind"
                 )
+            # One process's CPU: only a worker without --processes has it all.
+            cpu = None if "--processes" in config.args else harness.marked_cpu()
+            if cpu is not None:
+                cpu_per_job.setdefault(f"{queue_attr}:{config.label}", []).append(
+                    cpu / jobs
+                )
             return jobs / seconds
 
         return case
@@ -198,7 +207,7 @@ def drain_figures(
             harness.reset()
             harness.insert_jobs(jobs)
             harness.settle()
-            seconds, claimed = bare.drain(dsn, queues.NAME, 8, shape, dpq_claim)
+            seconds, claimed, _cpu = bare.drain(dsn, queues.NAME, 8, shape, dpq_claim)
             if claimed != jobs:
                 raise RuntimeError(f"the {shape} loop claimed {claimed} of {jobs} jobs")
             return jobs / seconds
@@ -219,6 +228,8 @@ def drain_figures(
         except (OSError, subprocess.CalledProcessError) as exc:
             original_sizes, original_missing = [], str(exc)
 
+    # CPU seconds per job of the bare loop's processes and of single-process workers.
+    cpu_per_job: dict[str, list[float]] = {}
     cases: dict[str, Callable[[], float]] = {}
     for n in bare_sizes:
         cases[f"bare:{n}"] = bare_case(n)
@@ -292,7 +303,7 @@ def drain_figures(
                     s.values,
                     f"bare {config.connections}",
                     samples[f"bare:{config.connections}"].median,
-                    Target(">=", 0.75) if config.connections == 8 else None,
+                    drain_target(attr, config),
                     note=(
                         "timed from the first job's start to the last's (two marker "
                         "jobs), so process start-up and exit are left out"
@@ -301,6 +312,7 @@ def drain_figures(
                     else "",
                 )
             )
+    figures += cpu_figures(cpu_per_job, configs)
     figures += original_figures(samples, configs, original_sizes, jobs_for)
     if original_missing:
         figures.append(
@@ -351,6 +363,41 @@ def drain_figures(
                 None,
                 "",
                 note=f"skipped: `dpq_worker --help` does not list {option} in this checkout",
+            )
+        )
+    return figures
+
+
+def drain_target(attr: str, config: Config) -> Target | None:
+    """At 8 connections: the default mode (at-least-once, crash accounting) at least 0.8 of
+    the bare loop, the other modes 0.75."""
+    if config.connections != 8:
+        return None
+    return Target(">=", 0.8 if attr == "at_least_once" else 0.75)
+
+
+def cpu_figures(
+    cpu_per_job: dict[str, list[float]], configs: list[Config]
+) -> list[Figure]:
+    """The worker process's CPU per no-op job against the bare loop's, at 8 connections."""
+    base = cpu_per_job.get("bare:8")
+    figures = []
+    for config in configs:
+        values = cpu_per_job.get(f"at_least_once:{config.label}")
+        if config.connections != 8 or not values or not base:
+            continue
+        figures.append(
+            Figure(
+                SECTION_DRAIN,
+                f"CPU per no-op job, dpq at-least-once, crash accounting, {config.label}",
+                statistics.median(values) * 1e6,
+                "µs",
+                [v * 1e6 for v in values],
+                "bare 8",
+                statistics.median(base) * 1e6,
+                Target("<=", 1.5),
+                note="user + system CPU of the worker process between the two marks, "
+                "per job; the bare loop's processes over their drain",
             )
         )
     return figures
