@@ -266,7 +266,8 @@ class WorkerPool(Dispatcher):
         """Compete to schedule the queue's schedules, in a thread (dpq/scheduler.py)."""
         if not self.queue.schedules or not self.options.scheduler or self.options.burst:
             return
-        from dpq.scheduler import Scheduler, SchedulerThread, ScheduleTable
+        from dpq.schedule_store import ScheduleTable
+        from dpq.scheduler import Scheduler, SchedulerThread
 
         logger.info(
             "Queue %r has %s schedule(s); this worker enqueues them whenever no other "

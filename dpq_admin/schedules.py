@@ -1,7 +1,7 @@
 """The dashboard's Schedules page: each queue's schedules, who schedules them, run now, pause.
 
 ScheduleAdmin is the admin entry of ``dpq.ScheduleState``. The rows are written by the
-scheduling workers; the page reads them, and changes them only through ``dpq.scheduler``
+scheduling workers; the page reads them, and changes them only through ``dpq.schedule_store``
 (run_schedule_now, set_schedule_paused). Every change is a POST, permission-checked and
 written to the admin's history.
 """
@@ -29,7 +29,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.timesince import timeuntil
 
-from dpq import scheduler
+from dpq import schedule_store
 from dpq.models import ScheduleState
 from dpq_admin import tables as job_tables
 
@@ -196,7 +196,7 @@ class ScheduleAdmin(admin.ModelAdmin):
         if request.method not in ("GET", "HEAD"):
             return HttpResponseNotAllowed(["GET", "HEAD"])
         rows = list(ScheduleState.objects.all())
-        leaders = scheduler.scheduling_workers(sorted({row.queue for row in rows}))
+        leaders = schedule_store.scheduling_workers(sorted({row.queue for row in rows}))
         job_base = reverse(
             f"{self.admin_site.name}:dpq_job_job",
             args=[0],
@@ -236,7 +236,7 @@ class ScheduleAdmin(admin.ModelAdmin):
         if not self.has_run_permission(request):
             raise PermissionDenied
         row = ScheduleState.objects.filter(pk=schedule_id).first()
-        result = scheduler.run_schedule_now(schedule_id) if row else None
+        result = schedule_store.run_schedule_now(schedule_id) if row else None
         if result is None:
             self.message_user(
                 request, "That schedule no longer exists.", messages.WARNING
@@ -259,7 +259,9 @@ class ScheduleAdmin(admin.ModelAdmin):
         if not self.has_pause_permission(request):
             raise PermissionDenied
         row = ScheduleState.objects.filter(pk=schedule_id).first()
-        if row is None or not scheduler.set_schedule_paused(schedule_id, paused=paused):
+        if row is None or not schedule_store.set_schedule_paused(
+            schedule_id, paused=paused
+        ):
             self.message_user(
                 request, "That schedule no longer exists.", messages.WARNING
             )

@@ -26,8 +26,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from dpq import sql
+from dpq.schedule_store import ScheduleRow, utc
 from dpq.scheduler import Scheduler as Engine
-from dpq.scheduler import ScheduleRow, utc
 from dpq.schedules import MISSED_ALL, CompiledSchedule, Schedule
 
 if TYPE_CHECKING:

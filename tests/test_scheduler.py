@@ -9,6 +9,7 @@ import threading
 import pytest
 from django.db import connection
 
+from dpq import schedule_store
 from dpq import scheduler as engine
 from dpq.models import Job, ScheduleState
 from dpq.queue import AtLeastOnceQueue
@@ -37,7 +38,7 @@ def scheduled():
 
 
 def make_scheduler(queue) -> engine.Scheduler:
-    return engine.Scheduler(queue, queue.schedules, engine.ScheduleTable(queue))
+    return engine.Scheduler(queue, queue.schedules, schedule_store.ScheduleTable(queue))
 
 
 def state(name: str) -> ScheduleState:
@@ -141,7 +142,7 @@ def test_paused_schedule_is_not_enqueued(scheduled):
     scheduler = make_scheduler(scheduled)
     scheduler.step()
     move_last_due("record_due", minutes=12)
-    assert engine.set_schedule_paused(state("record_due").pk, paused=True)
+    assert schedule_store.set_schedule_paused(state("record_due").pk, paused=True)
 
     scheduler.run_round()
 
@@ -154,10 +155,10 @@ def test_resumed_schedule_starts_again_from_now(scheduled):
     scheduler.step()
     move_last_due("record_due", hours=3)
     pk = state("record_due").pk
-    engine.set_schedule_paused(pk, paused=True)
+    schedule_store.set_schedule_paused(pk, paused=True)
     before = db_now()
 
-    engine.set_schedule_paused(pk, paused=False)
+    schedule_store.set_schedule_paused(pk, paused=False)
     scheduler.run_round()
 
     assert not Job.objects.exists()
@@ -171,10 +172,10 @@ def test_run_now_enqueues_the_schedules_job_and_keeps_its_due_times(scheduled):
     scheduler.step()
     row = state("record_due")
 
-    result = engine.run_schedule_now(row.pk)
+    result = schedule_store.run_schedule_now(row.pk)
 
     job = Job.objects.get()
-    assert result == engine.RunNow(job.id, "record_due")
+    assert result == schedule_store.RunNow(job.id, "record_due")
     assert (job.task, job.args, job.priority) == ("record_due", {"note": "x"}, 7)
     after = state("record_due")
     assert after.last_job_id == job.id
@@ -183,7 +184,7 @@ def test_run_now_enqueues_the_schedules_job_and_keeps_its_due_times(scheduled):
 
 @pytest.mark.django_db
 def test_run_now_of_a_schedule_that_is_gone_returns_none():
-    assert engine.run_schedule_now(123456) is None
+    assert schedule_store.run_schedule_now(123456) is None
     assert not Job.objects.exists()
 
 
@@ -196,7 +197,7 @@ def test_schedules_no_longer_declared_are_forgotten(scheduled):
         schedules={"noop": "*/5 * * * *"},
     )
 
-    engine.ScheduleTable(fewer).declare(fewer.schedules, db_now())
+    schedule_store.ScheduleTable(fewer).declare(fewer.schedules, db_now())
 
     assert list(ScheduleState.objects.values_list("name", flat=True)) == ["noop"]
 
@@ -241,7 +242,7 @@ def test_one_scheduler_leads_and_another_takes_over_when_its_connection_closes(
     second = make_scheduler(scheduled)
     try:
         assert not second.try_lead()
-        assert engine.scheduling_workers(["scheduled"]) != {}
+        assert schedule_store.scheduling_workers(["scheduled"]) != {}
 
         release.set()
         holder.join(10)

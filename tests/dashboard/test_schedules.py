@@ -10,6 +10,7 @@ from django.contrib.admin.models import LogEntry
 from django.urls import reverse
 from django.utils import timezone
 
+from dpq import schedule_store
 from dpq import scheduler as engine
 from dpq.models import Job, ScheduleState
 from tests.conftest import start_thread, wait_until
@@ -25,7 +26,9 @@ def page_url(view: str = "changelist", *args) -> str:
 def schedule(db):
     """The schedule suites' queue declared as its scheduling worker would, last run 1 minute ago."""
     now = timezone.now()
-    engine.ScheduleTable(scheduled_queue).declare(scheduled_queue.schedules, now)
+    schedule_store.ScheduleTable(scheduled_queue).declare(
+        scheduled_queue.schedules, now
+    )
     ScheduleState.objects.filter(name="record_due").update(
         next_due_at=now + datetime.timedelta(minutes=3, seconds=30),
         last_enqueued_at=now - datetime.timedelta(minutes=1),
@@ -91,7 +94,7 @@ def test_page_names_the_worker_that_schedules_the_queue(schedule_viewer, schedul
         scheduler = engine.Scheduler(
             scheduled_queue,
             scheduled_queue.schedules,
-            engine.ScheduleTable(scheduled_queue),
+            schedule_store.ScheduleTable(scheduled_queue),
         )
         scheduler.ensure_connection()
         assert scheduler.try_lead()
