@@ -95,8 +95,9 @@ for leg in $LEGS; do
     rc=${PIPESTATUS[0]}
     elapsed="$(((SECONDS - started) / 60))m$(((SECONDS - started) % 60))s"
     check_mounts
-    # pytest's closing line: "==== 2 failed, 300 passed, 4 skipped in 95.1s ====".
-    counts=$(grep -E '^=+ .*[0-9]+ (passed|failed|errors?|skipped|deselected).* in [0-9.]+s' "$LOGS/$leg.log" |
+    # pytest's closing line: "==== 2 failed, 300 passed, 4 skipped in 95.1s ====" (with -q,
+    # the same without the "=").
+    counts=$(grep -E '^(=+ )?[0-9]+ (passed|failed|errors?|skipped|deselected).* in [0-9.]+s' "$LOGS/$leg.log" |
         tail -n 1 | sed -E 's/^=+ //; s/ =+$//; s/ in [0-9.]+s.*//')
     if [ -z "$counts" ]; then
         # pytest stopped before its closing line (e.g. an ImportError while Django set up).

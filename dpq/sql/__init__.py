@@ -11,9 +11,10 @@ composed with the driver's ``sql.Identifier`` and NOTIFY binds the channel as a 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -81,6 +82,8 @@ from dpq.sql.schedules import (
 START_TABLE = "dpq_jobstart"
 SCHEDULE_TABLE = "dpq_schedule"
 LAST_SCHEDULED_TABLE = "dpq_scheduler_lastscheduledfor"
+# The attribute of a DatabaseWrapper holding dpq's kept cursor: (driver connection, cursor).
+_KEPT_CURSOR = "dpq_kept_cursor"
 
 
 @functools.lru_cache(maxsize=64)
@@ -124,6 +127,31 @@ def render(statement: str, job_table: str = "dpq_job") -> str:
     )
 
 
+@contextlib.contextmanager
+def statement_cursor(using: str) -> Iterator[Any]:
+    """A Django cursor on ``using`` for dpq's statements, kept for the driver connection's life.
+
+    Opening a Django cursor costs about as much client CPU as a round trip, and a worker
+    thread sends thousands of statements on one connection. It is Django's own wrapper, so
+    execute_wrapper() hooks and error translation apply; while queries are logged (DEBUG,
+    assertNumQueries) each statement gets a cursor of its own, so that the log has it.
+    """
+    connection = connections[using]
+    if connection.queries_logged:
+        with connection.cursor() as fresh:
+            yield fresh
+        return
+    # As connection.cursor() does: a dead connection (CONN_HEALTH_CHECKS) is closed here,
+    # and the next cursor opens a new one.
+    connection.close_if_health_check_failed()
+    kept = getattr(connection, _KEPT_CURSOR, None)
+    if kept is None or kept[0] is not connection.connection:
+        opened = connection.cursor()
+        kept = (connection.connection, opened)
+        setattr(connection, _KEPT_CURSOR, kept)
+    yield kept[1]
+
+
 def execute(
     using: str,
     statement: str,
@@ -131,7 +159,7 @@ def execute(
     *,
     job_table: str = "dpq_job",
 ) -> int:
-    with connections[using].cursor() as cursor:
+    with statement_cursor(using) as cursor:
         cursor.execute(render(statement, job_table), params)
         return cursor.rowcount
 
@@ -143,7 +171,7 @@ def fetch_all(
     *,
     job_table: str = "dpq_job",
 ) -> list[tuple]:
-    with connections[using].cursor() as cursor:
+    with statement_cursor(using) as cursor:
         cursor.execute(render(statement, job_table), params)
         return cursor.fetchall()
 
@@ -155,7 +183,7 @@ def fetch_one(
     *,
     job_table: str = "dpq_job",
 ) -> tuple | None:
-    with connections[using].cursor() as cursor:
+    with statement_cursor(using) as cursor:
         cursor.execute(render(statement, job_table), params)
         return cursor.fetchone()
 
