@@ -45,7 +45,6 @@ except ImportError:
         ) from exc
     from django_tasks import (
         DEFAULT_TASK_QUEUE_NAME,
-        Task,
         TaskContext,
         TaskResult,
         TaskResultStatus,
@@ -53,7 +52,7 @@ except ImportError:
     )
     from django_tasks import exceptions as _exceptions
     from django_tasks.backends.base import BaseTaskBackend
-    from django_tasks.base import TASK_MAX_PRIORITY, TASK_MIN_PRIORITY, TaskError
+    from django_tasks.base import TASK_MAX_PRIORITY, TASK_MIN_PRIORITY, Task, TaskError
     from django_tasks.exceptions import TaskResultDoesNotExist
     from django_tasks.signals import task_enqueued, task_finished, task_started
     from django_tasks.utils import normalize_json

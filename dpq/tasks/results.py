@@ -33,7 +33,15 @@ def encode(value: Any, what: str) -> str:
     Django's rule for args, kwargs and return values: they survive a JSON round trip (after
     the normalisation Django applies itself: tuples become lists, bytes text).
     """
-    normalized = compat.normalize_json(value)
+    try:
+        normalized = compat.normalize_json(value)
+    except TypeError as exc:
+        raise TypeError(
+            f"{what} must survive a JSON round trip: {exc}; pass only dicts, lists, "
+            f"strings, numbers, booleans and None (a date as .isoformat(), say)"
+        ) from exc
+    except ValueError as exc:
+        raise ValueError(f"{what} must survive a JSON round trip: {exc}") from exc
     try:
         text = json.dumps(normalized, allow_nan=False)
     except ValueError as exc:
