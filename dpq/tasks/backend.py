@@ -124,9 +124,7 @@ class DpqBackend(compat.BaseTaskBackend):
                 f"queue {task.queue_name!r} cannot be a dpq queue: {exc}"
             ) from exc
 
-    def enqueue(
-        self, task: compat.Task, args: Any, kwargs: Any
-    ) -> compat.TaskResult:
+    def enqueue(self, task: compat.Task, args: Any, kwargs: Any) -> compat.TaskResult:
         """Insert the task's job in the caller's transaction; return its READY result."""
         self.validate_task(task)
         path = task.module_path

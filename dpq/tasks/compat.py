@@ -36,7 +36,7 @@ try:
     HOME = "django.tasks"
 except ImportError:
     try:
-        import django_tasks as _backport
+        import django_tasks  # noqa: F401
     except ImportError as exc:
         raise ImproperlyConfigured(
             "dpq.tasks needs Django's Tasks framework: Django 6 has it as django.tasks; on "
@@ -58,7 +58,9 @@ except ImportError:
     from django_tasks.utils import normalize_json
 
     # 0.12 names them InvalidTaskError and InvalidTaskBackendError; later ones as Django 6.
-    InvalidTask = getattr(_exceptions, "InvalidTask", None) or _exceptions.InvalidTaskError
+    InvalidTask = (
+        getattr(_exceptions, "InvalidTask", None) or _exceptions.InvalidTaskError
+    )
     InvalidTaskBackend = (
         getattr(_exceptions, "InvalidTaskBackend", None)
         or _exceptions.InvalidTaskBackendError

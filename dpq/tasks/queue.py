@@ -123,7 +123,9 @@ class TaskQueue(AtLeastOnceQueue):
     def failure_recorded(self, run: Run) -> None:
         job = run.job
         attempt = getattr(job, "task_attempt", None)
-        if attempt is None:  # refused before it ran: crash limit, a task that cannot load
+        if (
+            attempt is None
+        ):  # refused before it ran: crash limit, a task that cannot load
             try:
                 task = self._task_of(job)
             except (LookupError, compat.InvalidTask):
@@ -212,7 +214,9 @@ class TaskQueue(AtLeastOnceQueue):
 
 def send_robust(signal: Any, sender: type, task_result: compat.TaskResult) -> None:
     """Send a task signal as Django's backends do; a receiver that raises is logged only."""
-    for receiver, response in signal.send_robust(sender=sender, task_result=task_result):
+    for receiver, response in signal.send_robust(
+        sender=sender, task_result=task_result
+    ):
         if isinstance(response, Exception):
             logger.error(
                 "A receiver of %s raised (%r); the task's outcome stands: %s",

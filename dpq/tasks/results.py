@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import math
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -181,10 +180,16 @@ def read_result(backend: DpqBackend, result_id: object) -> compat.TaskResult:
             f"no task result {result_id!r}: result ids of dpq are job ids (digits)"
         )
     row = sql.fetch_one(backend.using, sql.TASK_RESULT, {"id": job_id})
-    (has_job, job_task, job_args, job_queue, job_priority, created_at, _execute_at) = row[:7]
+    (has_job, job_task, job_args, _job_queue, job_priority, created_at, _execute_at) = (
+        row[:7]
+    )
     (_attempts, last_error, failed_at, running, holder, since) = row[7:13]
-    (has_row, r_backend, r_queue, r_path, r_priority, r_args, r_kwargs, r_status) = row[13:21]
-    (r_return, r_errors, r_workers, r_enqueued, r_started, r_last, r_finished) = row[21:28]
+    (has_row, r_backend, r_queue, r_path, r_priority, r_args, r_kwargs, r_status) = row[
+        13:21
+    ]
+    (r_return, r_errors, r_workers, r_enqueued, r_started, r_last, r_finished) = row[
+        21:28
+    ]
     now = row[28]
     missing = compat.TaskResultDoesNotExist(f"no task result {result_id!r}")
     if has_job:

@@ -62,7 +62,7 @@ def test_enqueue_inserts_a_job_and_returns_a_ready_result(backend):
     assert result.errors == [] and result.worker_ids == [] and result.attempts == 0
     assert not result.is_finished
     with pytest.raises(ValueError, match="not finished"):
-        result.return_value
+        _ = result.return_value
     job = Job.objects.get(id=int(result.id))
     assert job.task == "tests.tasks_framework.tasks.add"
     assert job.queue == "tasks.default"
@@ -166,7 +166,7 @@ def test_a_task_that_raises_is_retried_then_failed_with_its_errors(backend, run)
     assert "ValueError: no luck" in error.traceback
     assert result.finished_at is not None and result.started_at <= result.finished_at
     with pytest.raises(ValueError, match="failed"):
-        result.return_value
+        _ = result.return_value
     assert Job.objects.get(id=int(result.id)).failed_at is not None
 
 
@@ -202,7 +202,9 @@ def test_a_return_value_json_cannot_carry_fails_at_once(backend, run):
 
 def test_a_task_whose_code_is_gone_fails_with_a_clear_error(backend, run):
     result = tasks.noop.enqueue()
-    Job.objects.filter(id=int(result.id)).update(task="tests.tasks_framework.tasks.gone")
+    Job.objects.filter(id=int(result.id)).update(
+        task="tests.tasks_framework.tasks.gone"
+    )
     run()
     job = Job.objects.get(id=int(result.id))
     assert job.failed_at is not None
@@ -401,7 +403,9 @@ def test_retry_policies_override_per_task(backend, run, settings):
         "default",
         {
             "QUEUES": ["default"],
-            "OPTIONS": {"retry_policies": {"tests.tasks_framework.tasks.fails": policy}},
+            "OPTIONS": {
+                "retry_policies": {"tests.tasks_framework.tasks.fails": policy}
+            },
         },
     )
     result = tasks.fails.enqueue()
