@@ -34,6 +34,8 @@ DEFAULTS: dict[str, Any] = {
     "result_retention": datetime.timedelta(days=7),
 }
 PRUNE_BATCH = 1000
+# Tasks whose validation enqueue() remembers (each a module-level task, or a .using() of one).
+MAX_VALIDATED = 1000
 
 
 class DpqBackend(compat.BaseTaskBackend):
@@ -87,6 +89,7 @@ class DpqBackend(compat.BaseTaskBackend):
         self._queues: dict[str, TaskQueue] = {}
         self._lock = threading.Lock()
         self._task_paths: set[str] = set()
+        self._validated: set[compat.Task] = set()
         # The declared queues are built now (no database), so that bad OPTIONS or queue
         # names stop the code that loads the settings.
         for queue_name in sorted(self.queues):
@@ -126,7 +129,12 @@ class DpqBackend(compat.BaseTaskBackend):
 
     def enqueue(self, task: compat.Task, args: Any, kwargs: Any) -> compat.TaskResult:
         """Insert the task's job in the caller's transaction; return its READY result."""
-        self.validate_task(task)
+        # Validation inspects the function's signature: done once per task (a run_after
+        # makes each call's task a new one, checked each time).
+        if task not in self._validated:
+            self.validate_task(task)
+            if task.run_after is None and len(self._validated) < MAX_VALIDATED:
+                self._validated.add(task)
         path = task.module_path
         if path not in self._task_paths:
             try:
