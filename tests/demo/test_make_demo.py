@@ -287,7 +287,7 @@ def stop_and_check_nothing_is_left(demo: DemoRun, signum, *, to_group: bool = Fa
     """Send ``signum`` (to the whole process group, as a terminal's Ctrl-C does, when
     ``to_group``); the demo must exit 0 and leave no process of any group it made."""
     children = child_pids(demo.process.pid)
-    assert len(children) == 3, demo.output()
+    assert len(children) == 4, demo.output()
     demo.groups.extend(children)
     if to_group:
         os.killpg(demo.process.pid, signum)
