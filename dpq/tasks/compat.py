@@ -10,7 +10,6 @@ from this module only.
 from __future__ import annotations
 
 import inspect
-from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -78,17 +77,6 @@ def is_coroutine_task(task: Task) -> bool:
     return inspect.iscoroutinefunction(task.func)
 
 
-def with_return_value(result: TaskResult, value: Any) -> TaskResult:
-    """Give a SUCCESSFUL result its return value.
-
-    TaskResult takes it in no argument (``_return_value`` is ``init=False``): Django's own
-    backends and the backport's set that field on the frozen dataclass, and so does this,
-    the only place dpq does.
-    """
-    object.__setattr__(result, "_return_value", value)
-    return result
-
-
 __all__ = [
     "DEFAULT_TASK_QUEUE_NAME",
     "HOME",
@@ -110,5 +98,4 @@ __all__ = [
     "task_enqueued",
     "task_finished",
     "task_started",
-    "with_return_value",
 ]

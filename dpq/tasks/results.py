@@ -7,6 +7,7 @@ in ``dpq_taskresult`` (dpq.models.TaskResult) holds the attempts so far, then th
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 from typing import TYPE_CHECKING, Any
@@ -110,6 +111,61 @@ def as_enqueued(
     return task.using(**changes) if changes else task
 
 
+class StoredValue:
+    """A result's return value, once known (a SUCCESSFUL result's never changes again)."""
+
+    __slots__ = ("known", "value")
+
+    def __init__(self, value: Any = None, *, known: bool = False) -> None:
+        self.known = known
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"StoredValue({self.value!r})" if self.known else "StoredValue(unknown)"
+
+    def take_from(self, fresh: compat.TaskResult) -> None:
+        if fresh.status == compat.TaskResultStatus.SUCCESSFUL:
+            self.value, self.known = fresh.return_value, True
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class DpqTaskResult(compat.TaskResult):
+    """The TaskResult of a DpqBackend, with its return value in a field of its own.
+
+    Django's TaskResult keeps the return value in a field that no argument sets; this one
+    takes it as ``stored_value`` and answers ``return_value`` from it. refresh() and
+    arefresh() let Django reload its own fields, then read the value the first time they
+    find the task SUCCESSFUL. (The class is built by dataclass(slots=True): no bare super().)
+    """
+
+    stored_value: StoredValue = dataclasses.field(
+        default_factory=StoredValue, compare=False
+    )
+
+    @property
+    def return_value(self) -> Any:
+        if self.status == compat.TaskResultStatus.SUCCESSFUL:
+            return self.stored_value.value
+        return compat.TaskResult.return_value.fget(self)  # raises, saying why
+
+    def refresh(self) -> None:
+        compat.TaskResult.refresh(self)
+        if self._lacks_value():
+            self.stored_value.take_from(self.task.get_backend().get_result(self.id))
+
+    async def arefresh(self) -> None:
+        await compat.TaskResult.arefresh(self)
+        if self._lacks_value():
+            fresh = await self.task.get_backend().aget_result(self.id)
+            self.stored_value.take_from(fresh)
+
+    def _lacks_value(self) -> bool:
+        return (
+            self.status == compat.TaskResultStatus.SUCCESSFUL
+            and not self.stored_value.known
+        )
+
+
 def make_result(
     task: compat.Task,
     job_id: int,
@@ -125,8 +181,9 @@ def make_result(
     errors: list[dict[str, str]] = (),
     worker_ids: list[str] = (),
     return_value: Any = None,
-) -> compat.TaskResult:
-    result = compat.TaskResult(
+) -> DpqTaskResult:
+    successful = status == compat.TaskResultStatus.SUCCESSFUL
+    return DpqTaskResult(
         task=task,
         id=str(job_id),
         status=compat.TaskResultStatus(status),
@@ -139,10 +196,10 @@ def make_result(
         backend=backend,
         errors=task_errors(list(errors)),
         worker_ids=list(worker_ids),
+        stored_value=StoredValue(
+            return_value if successful else None, known=successful
+        ),
     )
-    if status == compat.TaskResultStatus.SUCCESSFUL:
-        compat.with_return_value(result, return_value)
-    return result
 
 
 def parse_id(result_id: object) -> int | None:
@@ -172,7 +229,7 @@ def worker_id_of(application_name: str | None) -> str:
     return ":".join(parts[2:]) if len(parts) >= 5 and parts[0] == "dpq" else "unknown"
 
 
-def read_result(backend: DpqBackend, result_id: object) -> compat.TaskResult:
+def read_result(backend: DpqBackend, result_id: object) -> DpqTaskResult:
     """The result ``result_id`` names, as it stands now; TaskResultDoesNotExist if none."""
     job_id = parse_id(result_id)
     if job_id is None:

@@ -23,6 +23,7 @@ from tests.tasks_framework import tasks
 from tests.tasks_framework.compat import (
     InvalidTask,
     TaskResultDoesNotExist,
+    TaskResult,
     TaskResultMismatch,
     TaskResultStatus,
     default_task_backend,
@@ -124,6 +125,33 @@ def test_arefresh(backend, run):
     run()
     async_to_sync(result.arefresh)()
     assert result.return_value == 3
+
+
+def test_a_result_keeps_its_return_value_through_refreshes(backend, run):
+    result = tasks.echo.enqueue(1, k="v")
+    ready = backend.get_result(result.id)
+    with pytest.raises(ValueError, match="not finished"):
+        _ = result.return_value
+    run()
+
+    result.refresh()
+    result.refresh()  # the value, once read, is kept
+    async_to_sync(ready.arefresh)()
+    fetched = backend.get_result(result.id)
+
+    assert isinstance(result, TaskResult)
+    expected = {"args": [1], "kwargs": {"k": "v"}}
+    for each in (result, ready, fetched):
+        assert each.status == TaskResultStatus.SUCCESSFUL
+        assert each.return_value == expected
+    assert result == fetched
+    assert tasks.noop.get_result(run_noop(run).id).return_value is None
+
+
+def run_noop(run):
+    result = tasks.noop.enqueue()
+    run()
+    return result
 
 
 def test_get_result_of_another_task_is_a_mismatch(backend):
