@@ -393,6 +393,14 @@ class Queue(JobStore):
         """The retry policy of ``task``: its own from retry_policies, else the queue's."""
         return self.retry_policies.get(task, self.retry_policy)
 
+    def background_thread(self, stopping: threading.Event) -> threading.Thread | None:
+        """Upkeep a long-running worker of this queue does beside its jobs, or None.
+
+        The worker starts the thread after its worker threads (not with --burst) and joins
+        it on exit; the thread ends soon after ``stopping`` is set. Never part of a claim.
+        """
+        return None
+
 
 class AtLeastOnceQueue(Queue):
     """Run each job inside the transaction that claims it: its writes and its removal commit

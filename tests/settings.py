@@ -90,6 +90,11 @@ TASKS = {
     "default": {
         "BACKEND": "dpq.tasks.DpqBackend",
         "QUEUES": ["default", "emails"],
-        "OPTIONS": {"max_attempts": 2, "backoff": FixedBackoff(0)},
+        "OPTIONS": {
+            "max_attempts": 2,
+            "backoff": FixedBackoff(0),
+            # A worker's background prune (tests/tasks_framework/test_pruner.py).
+            "prune_interval": float(os.environ.get("DPQ_TEST_PRUNE_INTERVAL", "300")),
+        },
     },
 }

@@ -72,7 +72,8 @@ TASK_RESULT = """
 """
 
 # Forget the results that finished before the cutoff (the retention period), of jobs no
-# longer in the job table, a batch at a time (ordered by finished_at on its index).
+# longer in the job table, a batch at a time (ordered by finished_at on its index); rows
+# another prune is deleting are skipped, not waited for.
 PRUNE_TASK_RESULTS = """
     DELETE FROM {task_result_table}
     WHERE job_id IN (
@@ -81,5 +82,6 @@ PRUNE_TASK_RESULTS = """
           AND NOT EXISTS (SELECT 1 FROM {job_table} j WHERE j.id = r.job_id)
         ORDER BY r.finished_at
         LIMIT %(limit)s
+        FOR UPDATE OF r SKIP LOCKED
     )
 """

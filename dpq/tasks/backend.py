@@ -32,6 +32,7 @@ DEFAULTS: dict[str, Any] = {
     "retry_policies": {},
     "crash_limit": 3,
     "result_retention": datetime.timedelta(days=7),
+    "prune_interval": 300,
 }
 PRUNE_BATCH = 1000
 # Tasks whose validation enqueue() remembers (each a module-level task, or a .using() of one).
@@ -65,6 +66,7 @@ class DpqBackend(compat.BaseTaskBackend):
             )
         self.notify = bool(options["notify"])
         self.result_retention = _retention(alias, options["result_retention"])
+        self.prune_interval = _interval(alias, options["prune_interval"])
         backoff = options["backoff"]
         if backoff is not None and not callable(backoff):
             raise compat.InvalidTaskBackend(
@@ -187,20 +189,30 @@ class DpqBackend(compat.BaseTaskBackend):
 
         Results of jobs still in the job table (failed, kept for a person) are kept.
         """
-        keep = self.result_retention if older_than is None else older_than
-        if keep is None:
+        cutoff = self.prune_cutoff(older_than)
+        if cutoff is None:
             return 0
-        cutoff = timezone.now() - keep
         deleted = 0
         while True:
-            count = sql.execute(
-                self.using,
-                sql.PRUNE_TASK_RESULTS,
-                {"backend": self.alias, "cutoff": cutoff, "limit": PRUNE_BATCH},
-            )
+            count = self.prune_batch(cutoff, PRUNE_BATCH)
             deleted += count
             if count < PRUNE_BATCH:
                 return deleted
+
+    def prune_cutoff(
+        self, older_than: datetime.timedelta | None = None
+    ) -> datetime.datetime | None:
+        """Results finished before this moment are expired; None: results are kept forever."""
+        keep = self.result_retention if older_than is None else older_than
+        return None if keep is None else timezone.now() - keep
+
+    def prune_batch(self, cutoff: datetime.datetime, limit: int) -> int:
+        """Delete up to ``limit`` results finished before ``cutoff`` (one statement)."""
+        return sql.execute(
+            self.using,
+            sql.PRUNE_TASK_RESULTS,
+            {"backend": self.alias, "cutoff": cutoff, "limit": limit},
+        )
 
 
 def _retention(alias: str, value: Any) -> datetime.timedelta | None:
@@ -211,4 +223,18 @@ def _retention(alias: str, value: Any) -> datetime.timedelta | None:
     raise compat.InvalidTaskBackend(
         f"TASKS[{alias!r}]['OPTIONS']['result_retention'] must be a timedelta, seconds "
         f"(a number >= 0) or None (keep results forever), got {value!r}"
+    )
+
+
+def _interval(alias: str, value: Any) -> float | None:
+    if isinstance(value, datetime.timedelta):
+        value = value.total_seconds()
+    if value is None or (
+        isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+    ):
+        return None if value is None else float(value)
+    raise compat.InvalidTaskBackend(
+        f"TASKS[{alias!r}]['OPTIONS']['prune_interval'] must be seconds (a number > 0) or "
+        f"a timedelta between two prunes of expired results by each worker, or None (workers "
+        f"never prune; run dpq_prune_task_results instead), got {value!r}"
     )

@@ -63,6 +63,7 @@ class TaskQueue(AtLeastOnceQueue):
 
     def __init__(self, backend: Any, queue_name: str, **options: Any) -> None:
         super().__init__(tasks={}, **options)
+        self.backend = backend
         self.backend_alias = backend.alias
         # Task signals are sent by the backend's class, as Django's backends send them.
         self.backend_class = type(backend)
@@ -70,6 +71,16 @@ class TaskQueue(AtLeastOnceQueue):
 
     def __repr__(self) -> str:
         return f"<TaskQueue {self.name!r} of tasks backend {self.backend_alias!r}>"
+
+    def background_thread(self, stopping: threading.Event) -> threading.Thread | None:
+        """The prune of the backend's expired results (OPTION prune_interval), if on."""
+        if self.backend.prune_interval is None or self.backend.result_retention is None:
+            return None
+        from dpq.tasks.pruner import ResultPruner
+
+        return ResultPruner(
+            self.backend, self.name, stopping, self.backend.prune_interval
+        )
 
     # --- What the runner asks ------------------------------------------------------------
 

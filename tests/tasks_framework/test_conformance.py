@@ -22,8 +22,8 @@ from dpq.tasks import DpqBackend
 from tests.tasks_framework import tasks
 from tests.tasks_framework.compat import (
     InvalidTask,
-    TaskResultDoesNotExist,
     TaskResult,
+    TaskResultDoesNotExist,
     TaskResultMismatch,
     TaskResultStatus,
     default_task_backend,
