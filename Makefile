@@ -56,4 +56,4 @@ pg-stop:
 	python3 scripts/dbenv.py stop
 
 clean:
-	rm -rf $(VENV) bench/.venv-original
+	rm -rf $(VENV) bench/.venv-original bench/.venv-tasks-db

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-SECTIONS = ["enqueue", "drain", "latency", "idle", "memory", "scale"]
+SECTIONS = ["enqueue", "drain", "latency", "idle", "memory", "scale", "tasks"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
 
     django.setup()
 
-    from bench import harness, latency, report, scale, throughput
+    from bench import harness, latency, report, scale, tasks_backend, throughput
     from dpq import driver
 
     harness.create_tables()
@@ -206,6 +206,12 @@ def main(argv: list[str] | None = None) -> int:
             ),
         ),
         ("scale", lambda: scale.scale_figures(rounds, quick=quick)),
+        (
+            "tasks",
+            lambda: tasks_backend.tasks_figures(
+                rounds, 500 if quick else 2000, 500 if quick else 2000
+            ),
+        ),
     ]
     try:
         for name, step in steps:

@@ -46,6 +46,15 @@ INSTALLED_APPS = [
 if HAS_DASHBOARD:
     INSTALLED_APPS += ["django_tables2", "dpq_admin"]
 
+# Django's Tasks framework, run by dpq (bench/tasks_backend.py): Django 6's django.tasks,
+# else the backport when it is installed.
+HAS_TASKS = importlib.util.find_spec("django.tasks") is not None
+if not HAS_TASKS and importlib.util.find_spec("django_tasks") is not None:
+    HAS_TASKS = True
+    INSTALLED_APPS += ["django_tasks"]
+if HAS_TASKS:
+    TASKS = {"default": {"BACKEND": "dpq.tasks.DpqBackend"}}
+
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -166,6 +166,16 @@ def build_children(port: int) -> list[Child]:
             ],
             signal.SIGTERM,
         ),
+        # The @task tasks of Django's Tasks framework (demo/notifications.py).
+        Child(
+            "tasks",
+            [
+                *python,
+                *("dpq_worker", "--backend", "default", "--threads", "2"),
+                *("--grace", str(WORKER_GRACE)),
+            ],
+            signal.SIGTERM,
+        ),
     ]
 
 

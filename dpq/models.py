@@ -348,3 +348,44 @@ class ScheduleState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.queue}: {self.name} ({self.expression})"
+
+
+class TaskResult(models.Model):
+    """The result of a job of Django's Tasks framework (dpq.tasks.DpqBackend).
+
+    A successful job's row leaves ``dpq_job``, so what ``get_result()`` reports of it lives
+    here: written in the job's own transaction (SUCCESSFUL and the return value commit with
+    the task's writes and the job's removal), and after each failed attempt (its error).
+    The id is the job's. No foreign key to the job: it would wait on the claim's row lock.
+    """
+
+    job_id = models.BigIntegerField(primary_key=True)
+    backend = models.CharField(max_length=100, help_text="The TASKS alias.")
+    queue_name = models.CharField(max_length=100)
+    task_path = models.CharField(max_length=255)
+    priority = models.IntegerField(default=0)
+    args = models.JSONField(default=list)
+    kwargs = models.JSONField(default=dict)
+    status = models.CharField(
+        max_length=10, help_text="SUCCESSFUL, FAILED, or READY between attempts."
+    )
+    return_value = models.JSONField(null=True, blank=True)
+    errors = models.JSONField(
+        default=list, help_text="One {exception_class_path, traceback} per failure."
+    )
+    worker_ids = models.JSONField(default=list, help_text="One per attempt.")
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    last_attempted_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "dpq_taskresult"
+        verbose_name = "task result"
+        indexes = [
+            # Pruning, and the dashboard's list of recent results.
+            models.Index(fields=["finished_at"], name="dpq_taskresult_finished_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job_id}: {self.task_path} {self.status}"

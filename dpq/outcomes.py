@@ -79,6 +79,7 @@ def put_back(queue: Queue, run: Run, *, give_up: bool = False) -> None:
     params = _failure_params(queue, run, give_up=give_up)
     params["clear_start"] = starts_cleared_in_claim(queue)
     sql.execute(queue.using, sql.PUT_BACK_JOB, params, job_table=queue.job_table)
+    queue.failure_recorded(run)
 
 
 def _failure_params(queue: Queue, run: Run, *, give_up: bool) -> dict[str, Any]:
@@ -87,7 +88,7 @@ def _failure_params(queue: Queue, run: Run, *, give_up: bool) -> dict[str, Any]:
     job.attempts += 1
     job.last_error = run.error_text or "".join(traceback.format_exception(run.exc))
     decision = decide(queue.retry_policy_for(job.task), job.attempts)
-    run.give_up = give_up or decision.give_up
+    run.give_up = give_up or decision.give_up or queue.gives_up_on(run.exc)
     run.retry_in = decision.retry_in
     return {
         "id": job.id,
@@ -200,3 +201,4 @@ def record_failed_claim(
             sql.execute(
                 queue.using, sql.RECORD_JOB_FAILURE, params, job_table=queue.job_table
             )
+            queue.failure_recorded(run)

@@ -382,9 +382,24 @@ class Queue(JobStore):
             )
         return None
 
+    def gives_up_on(self, exc: BaseException | None) -> bool:
+        """Whether a run that raised ``exc`` is final, whatever attempts remain (no: retry)."""
+        return False
+
+    def failure_recorded(self, run: outcomes.Run) -> None:
+        """Called in the transaction that records a failed run, after the job's row."""
+
     def retry_policy_for(self, task: str) -> RetryPolicy:
         """The retry policy of ``task``: its own from retry_policies, else the queue's."""
         return self.retry_policies.get(task, self.retry_policy)
+
+    def background_thread(self, stopping: threading.Event) -> threading.Thread | None:
+        """Upkeep a long-running worker of this queue does beside its jobs, or None.
+
+        The worker starts the thread after its worker threads (not with --burst) and joins
+        it on exit; the thread ends soon after ``stopping`` is set. Never part of a claim.
+        """
+        return None
 
 
 class AtLeastOnceQueue(Queue):

@@ -103,6 +103,7 @@ class WorkerPool(Dispatcher):
         self._due_hint: float | None = None
         self._threads: list[WorkerThread] = []
         self._scheduler_thread: threading.Thread | None = None
+        self._background_thread: threading.Thread | None = None
         self._running_threads = 0
         self._signal_pipe: shutdown.SignalPipe | None = None
         self._signal_thread: shutdown.SignalThread | None = None
@@ -244,6 +245,7 @@ class WorkerPool(Dispatcher):
                     self._running_threads += 1
                 thread.start()
             self.start_scheduler()
+            self.start_background()
             self.dispatch()
         except BaseException:
             # Only a lost connection is known to be safe to carry on from (dispatch() does);
@@ -282,6 +284,14 @@ class WorkerPool(Dispatcher):
         self._scheduler_thread = SchedulerThread(self, scheduler)
         self._scheduler_thread.start()
 
+    def start_background(self) -> None:
+        """The queue's upkeep thread (Queue.background_thread), if it has one."""
+        if self.options.burst:
+            return
+        self._background_thread = self.queue.background_thread(self.stopping)
+        if self._background_thread is not None:
+            self._background_thread.start()
+
     def finish(self) -> int:
         """Wait for the threads (up to --grace once stopping) and close everything."""
         deadline = time.monotonic() + self.options.grace
@@ -293,6 +303,9 @@ class WorkerPool(Dispatcher):
             # connection hands scheduling over to another worker.
             self.stopping.set()
             self._scheduler_thread.join(max(1.0, deadline - time.monotonic()))
+        if self._background_thread is not None:
+            self.stopping.set()
+            self._background_thread.join(max(1.0, deadline - time.monotonic()))
         alive = [t.role for t in self._threads if t.is_alive()]
         if alive:
             logger.error(

@@ -14,7 +14,7 @@ from django.contrib import admin
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.urls import URLPattern, path
 
-from dpq.models import Job
+from dpq.models import Job, TaskResult
 from dpq_admin import links
 from dpq_admin.actions import JobAdminActions
 from dpq_admin.views import JobAdminViews
@@ -81,3 +81,38 @@ class JobAdmin(JobAdminViews, JobAdminActions, admin.ModelAdmin):
             ),
         ]
         return pages + super().get_urls()
+
+
+@admin.register(TaskResult)
+class TaskResultAdmin(admin.ModelAdmin):
+    """Recent results of Django tasks (dpq.tasks.DpqBackend), newest first; read-only.
+
+    A result's task is still a job in the Jobs pages while it is queued, running, waiting
+    for a retry or failed: the id links there.
+    """
+
+    list_display = [
+        "job_id",
+        "task_path",
+        "queue_name",
+        "status",
+        "attempts",
+        "finished_at",
+    ]
+    list_filter = ["status", "queue_name", "backend"]
+    search_fields = ["task_path", "=job_id"]
+    ordering = ["-finished_at"]
+    show_full_result_count = False
+    readonly_fields = [field.name for field in TaskResult._meta.fields]
+
+    @admin.display(description="attempts")
+    def attempts(self, obj: TaskResult) -> int:
+        return len(obj.worker_ids or [])
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(
+        self, request: HttpRequest, obj: TaskResult | None = None
+    ) -> bool:
+        return False

@@ -77,3 +77,24 @@ LOGGING = {
     "disable_existing_loggers": False,
     "loggers": {"dpq": {"level": "DEBUG"}},
 }
+
+# Django's Tasks framework (tests/tasks_framework): built into Django 6, the django_tasks
+# backport on Django 5.2.
+from dpq.retry import FixedBackoff  # noqa: E402
+
+try:
+    import django.tasks  # noqa: F401
+except ImportError:
+    INSTALLED_APPS.append("django_tasks")
+TASKS = {
+    "default": {
+        "BACKEND": "dpq.tasks.DpqBackend",
+        "QUEUES": ["default", "emails"],
+        "OPTIONS": {
+            "max_attempts": 2,
+            "backoff": FixedBackoff(0),
+            # A worker's background prune (tests/tasks_framework/test_pruner.py).
+            "prune_interval": float(os.environ.get("DPQ_TEST_PRUNE_INTERVAL", "300")),
+        },
+    },
+}

@@ -1,5 +1,6 @@
-"""Rules the library's source keeps: no writes to Django's private connection state, and
-no driver imported outside dpq/driver.py (a project runs psycopg 3 or psycopg2, not both)."""
+"""Rules the library's source keeps: no writes to Django's private connection state or to
+any private attribute of another object (Django's above all), and no driver imported outside
+dpq/driver.py (a project runs psycopg 3 or psycopg2, not both)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,16 @@ PRIVATE_WRITES = [
     re.compile(rf"\.({PRIVATE})\s*(\+|-)?=(?!=)"),
     re.compile(rf"\.({PRIVATE})\.(append|extend|insert|pop|remove|clear)\("),
     re.compile(rf"\bsetattr\([^,]+,\s*['\"]({PRIVATE})['\"]"),
+]
+# A private attribute (a leading underscore) of an object other than the code's own self or
+# cls, written by assignment or setattr() with its name spelled out, and any
+# object.__setattr__ (the way past a frozen dataclass, such as Django's TaskResult).
+OTHERS_PRIVATE_WRITES = [
+    re.compile(
+        r"(?<![\w.])(?!(?:self|cls)\._)\w+(\.\w+|\(\))*\._(?!_\w+__(?!\w))\w+\s*(\+|-|\||&)?=(?!=)"
+    ),
+    re.compile(r"\bsetattr\([^,]+,\s*['\"]_"),
+    re.compile(r"\bobject\.__setattr__\("),
 ]
 DRIVER_IMPORT = re.compile(r"^\s*(import|from)\s+psycopg2?\b", re.M)
 DRIVER_MODULE = Path("dpq/driver.py")
@@ -44,6 +55,21 @@ def test_source_never_assigns_djangos_private_connection_attributes():
     assert not found, (
         "these lines change Django's private transaction state; use transaction.atomic(), "
         "set_rollback() or on_commit() instead:\n" + "\n".join(found)
+    )
+
+
+def test_source_never_assigns_a_private_attribute_of_another_object():
+    found = [
+        f"{path}:{number}: {line.strip()}"
+        for path, number, line in source_lines()
+        if any(pattern.search(line) for pattern in OTHERS_PRIVATE_WRITES)
+    ]
+
+    assert not found, (
+        "these lines assign a private attribute of an object that is not their own (Django's "
+        "TaskResult._return_value, say), or go past a frozen dataclass with "
+        "object.__setattr__; use the object's public API, or a subclass with a field of "
+        "its own:\n" + "\n".join(found)
     )
 
 
@@ -73,6 +99,33 @@ def test_source_rules_find_what_they_look_for():
 
     assert all(any(p.search(line) for p in PRIVATE_WRITES) for line in bad)
     assert not any(any(p.search(line) for p in PRIVATE_WRITES) for line in good)
+    others_bad = [
+        "result._return_value = value",
+        "task_result._return_value=5",
+        "self.result._return_value = value",
+        "get_result()._return_value = 1",
+        "connection._savepoint_allowed |= True",
+        "setattr(result, '_return_value', value)",
+        'setattr(result, "_return_value", value)',
+        'object.__setattr__(result, "_return_value", value)',
+        "object.__setattr__(self, 'status', status)",
+    ]
+    others_good = [
+        "self._pending = []",
+        "waiting, self._pending = self._pending, []",
+        "cls._instances = {}",
+        "value = result._return_value",
+        "if job._state == state:",
+        "setattr(connection, _PREPARED_CLAIM, None)",
+        "job.task_attempt = attempt",
+        "inner.__name__ = fn.__name__",
+    ]
+    assert all(
+        any(p.search(line) for p in OTHERS_PRIVATE_WRITES) for line in others_bad
+    )
+    assert not any(
+        any(p.search(line) for p in OTHERS_PRIVATE_WRITES) for line in others_good
+    )
     assert DRIVER_IMPORT.match("import psycopg2.extras")
     assert DRIVER_IMPORT.match("    from psycopg import sql")
     assert not DRIVER_IMPORT.match("from psycopg_pool import ConnectionPool")

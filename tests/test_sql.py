@@ -61,6 +61,18 @@ DUMMY_PARAMS = {
     "next_due_at": NOW,
     "job_id": 1,
     "paused": True,
+    "backend": "default",
+    "queue_name": "default",
+    "task_path": "tests.tasks_framework.tasks.noop",
+    "kwargs": "{}",
+    "status": "SUCCESSFUL",
+    "return_value": "null",
+    "error": "[]",
+    "worker_ids": '["host:1:t1"]',
+    "enqueued_at": NOW,
+    "started_at": NOW,
+    "finished_at": NOW,
+    "cutoff": NOW,
 }
 
 # Placeholders whose type depends on the statement.
@@ -69,6 +81,7 @@ STATEMENT_PARAMS = {
     "RECORD_JOB_STARTS": {"solo": [1, 0]},
     "PUT_BACK_JOBS_UNCHANGED": {"args": ["{}", "{}"], "attempts": [0, 1]},
     "UPSERT_SCHEDULES": {"args": ["{}", "{}"]},
+    "RECORD_TASK_ATTEMPT": {"args": "[]"},
 }
 
 
@@ -85,6 +98,7 @@ NOT_STATEMENTS = {
     "START_TABLE",
     "SCHEDULE_TABLE",
     "LAST_SCHEDULED_TABLE",
+    "TASK_RESULT_TABLE",
     "DEFAULT_DB_ALIAS",
 }
 

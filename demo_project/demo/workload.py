@@ -9,6 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from demo.models import Account
+from demo.notifications import send_receipt
 from demo.queue import queue, reports_queue
 from dpq.models import Job
 
@@ -51,6 +52,9 @@ def enqueue_mix(rng: random.Random) -> int:
         # @repeat: start one heartbeat chain. A chain left by an earlier run is dropped
         # first: @repeat schedules each run `delay` after the previous one was due, so
         # an old chain would catch up on the time the demo was stopped, run after run.
+        # Django @task tasks (demo/notifications.py), in the same transaction.
+        for name in names:
+            jobs.append(send_receipt.enqueue(name))
         old = Job.objects.filter(queue=queue.name, task="heartbeat")
         Job.objects.delete_jobs(old.values_list("id", flat=True))
         jobs.append(queue.enqueue("heartbeat", {}, priority=SHOWCASE))

@@ -30,6 +30,20 @@ INSTALLED_APPS = [
     "demo",
 ]
 
+# Django's Tasks framework, run by dpq (demo/notifications.py): built into Django 6; on
+# Django 5.2 it is the django_tasks backport (pip install "django-postgres-queue[tasks]").
+try:
+    import django.tasks  # noqa: F401
+except ImportError:
+    INSTALLED_APPS.append("django_tasks")
+TASKS = {
+    "default": {
+        "BACKEND": "dpq.tasks.DpqBackend",
+        "QUEUES": ["default"],
+        "OPTIONS": {"max_attempts": 3, "result_retention": 24 * 3600},
+    }
+}
+
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -1,7 +1,7 @@
 """Every SQL statement dpq and dpq_admin run, named, with their locking behaviour.
 
 The statements live in modules by what they serve (claims, enqueue, repair, dashboard,
-schedules) and are all importable from here: ``from dpq import sql; sql.CLAIM_JOB``.
+schedules, tasks) and are all importable from here: ``from dpq import sql; sql.CLAIM_JOB``.
 
 Values are always bound as named parameters (``%(name)s``). The only text substituted into
 a statement is a table name our own models define (``{job_table}``, ``{start_table}``),
@@ -77,11 +77,18 @@ from dpq.sql.schedules import (
     TRY_SCHEDULER_LOCK,
     UPSERT_SCHEDULES,
 )
+from dpq.sql.tasks import (
+    PRUNE_TASK_RESULTS,
+    RECORD_TASK_ATTEMPT,
+    TASK_ATTEMPTS,
+    TASK_RESULT,
+)
 
 # Tables other than the job table that statements name ({start_table}, ...).
 START_TABLE = "dpq_jobstart"
 SCHEDULE_TABLE = "dpq_schedule"
 LAST_SCHEDULED_TABLE = "dpq_scheduler_lastscheduledfor"
+TASK_RESULT_TABLE = "dpq_taskresult"
 # The attribute of a DatabaseWrapper holding dpq's kept cursor: (driver connection, cursor).
 _KEPT_CURSOR = "dpq_kept_cursor"
 
@@ -124,6 +131,7 @@ def render(statement: str, job_table: str = "dpq_job") -> str:
         start_table=quote(START_TABLE),
         schedule_table=quote(SCHEDULE_TABLE),
         last_scheduled_table=quote(LAST_SCHEDULED_TABLE),
+        task_result_table=quote(TASK_RESULT_TABLE),
     )
 
 
@@ -214,12 +222,14 @@ __all__ = [
     "LOCK_SCHEDULE",
     "NOTIFY",
     "PGROWLOCKS_STATUS",
+    "PRUNE_TASK_RESULTS",
     "PUT_BACK_JOB",
     "PUT_BACK_JOBS_UNCHANGED",
     "RECORD_JOB_FAILURE",
     "RECORD_JOB_STARTS",
     "RECORD_LAST_SCHEDULED",
     "RECORD_SCHEDULED_JOB",
+    "RECORD_TASK_ATTEMPT",
     "RELOCK_LOST_CLAIMS",
     "REQUEUE_JOBS",
     "RUNNING_JOBS",
@@ -235,6 +245,9 @@ __all__ = [
     "SET_START_LOCK_TIMEOUT",
     "SET_WORKER_CONNECTION",
     "START_TABLE",
+    "TASK_ATTEMPTS",
+    "TASK_RESULT",
+    "TASK_RESULT_TABLE",
     "TRANSACTION_ISOLATION",
     "TRY_SCHEDULER_LOCK",
     "UPSERT_SCHEDULES",

@@ -233,7 +233,7 @@ def test_demo_shows_running_and_failed_jobs_then_stops_cleanly_on_ctrl_c(demo):
 def test_demo_stops_cleanly_on_sigterm(demo):
     wait_until(lambda: workers_started(demo), timeout=START_TIMEOUT, interval=0.5)
     stop_and_check_nothing_is_left(demo, signal.SIGTERM)
-    assert demo.output().count("dpq worker stopped") == 2
+    assert demo.output().count("dpq worker stopped") == 3
 
 
 @pytest.mark.slow
@@ -271,7 +271,7 @@ def workers_started(demo: DemoRun) -> bool:
         pytest.fail(
             f"run_demo.py exited early ({demo.process.returncode}):\n{demo.output()}"
         )
-    return demo.output().count("dpq worker started") == 2
+    return demo.output().count("dpq worker started") == 3
 
 
 def command_line(pid: int) -> str:
@@ -287,7 +287,7 @@ def stop_and_check_nothing_is_left(demo: DemoRun, signum, *, to_group: bool = Fa
     """Send ``signum`` (to the whole process group, as a terminal's Ctrl-C does, when
     ``to_group``); the demo must exit 0 and leave no process of any group it made."""
     children = child_pids(demo.process.pid)
-    assert len(children) == 3, demo.output()
+    assert len(children) == 4, demo.output()
     demo.groups.extend(children)
     if to_group:
         os.killpg(demo.process.pid, signum)
