@@ -332,7 +332,7 @@ def search_jobs(jobs: JobQuerySet, search: str) -> FilteredJobs:
             if needle in visible_args_text(queue, args).casefold()
         ]
     )
-    if search.isdigit() and int(search) < 2**63:
+    if search.isascii() and search.isdigit() and int(search) < 2**63:
         match |= Q(id=int(search))
     return FilteredJobs(
         jobs.filter(match),

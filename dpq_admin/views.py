@@ -18,10 +18,10 @@ from django.http import (
     HttpResponseRedirect,
 )
 from django.template.response import TemplateResponse
-from django_tables2 import LazyPaginator, RequestConfig
+from django_tables2 import LazyPaginator
 
 from dpq.models import Job, JobStart, JobState
-from dpq_admin import forms, links, redact, state, tables
+from dpq_admin import forms, links, params, redact, state, tables
 
 PER_PAGE = 50
 # Columns a list of each state leaves out (the rest say nothing about that state).
@@ -55,7 +55,7 @@ class JobAdminViews:
         workers = state.read_workers(running)
         job_url = links.job_url_for(self)
         list_url = links.list_url_for(self)
-        config = RequestConfig(request, paginate={"per_page": PER_PAGE})
+        notices = params.Notices()
         queue_table = tables.CountTable(
             list(counts.by_queue.values()),
             filter_name="queue",
@@ -77,9 +77,10 @@ class JobAdminViews:
             running.jobs or [], job_url=job_url, prefix="running-"
         )
         for table in (queue_table, task_table, worker_table, running_table):
-            config.configure(table)
+            params.configure(request, table, notices, per_page=PER_PAGE)
         context = {
             **links.page_context(self, request, "Job queue"),
+            "bad_params": notices,
             "running": running,
             "counts": counts,
             "oldest_queued_age_text": _duration_or_blank(counts.oldest_queued_age()),
@@ -117,13 +118,14 @@ class JobAdminViews:
         queue, task, search = form.value("queue"), form.value("task"), form.value("q")
         job_url = links.job_url_for(self)
         search_truncated_at = None
+        notices = params.Notices()
         if list_state == JobState.RUNNING:
             table = tables.RunningJobTable(
                 _filter_running(running, queue=queue, task=task, search=search),
                 job_url=job_url,
                 order_by=("id",),
             )
-            RequestConfig(request, paginate={"per_page": PER_PAGE}).configure(table)
+            params.configure(request, table, notices, per_page=PER_PAGE)
         else:
             filtered = state.filter_jobs(
                 state.jobs_in_state(list_state), queue=queue, task=task, search=search
@@ -136,8 +138,13 @@ class JobAdminViews:
                 order_by=DEFAULT_ORDER[list_state],
                 exclude=HIDDEN_COLUMNS[list_state],
             )
-            paginate = {"paginator_class": LazyPaginator, "per_page": PER_PAGE}
-            RequestConfig(request, paginate=paginate).configure(table)
+            params.configure(
+                request,
+                table,
+                notices,
+                per_page=PER_PAGE,
+                paginator_class=LazyPaginator,
+            )
         names = self.get_job_actions(request)
         actions = [
             (name, label)
@@ -150,6 +157,7 @@ class JobAdminViews:
         )
         context = {
             **links.page_context(self, request, f"{list_state.capitalize()} jobs"),
+            "bad_params": notices,
             "list_state": list_state,
             "running": running,
             "counts": counts,
