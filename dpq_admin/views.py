@@ -21,6 +21,7 @@ from django.template.response import TemplateResponse
 from django_tables2 import LazyPaginator
 
 from dpq.models import Job, JobStart, JobState
+from dpq_admin import counts as job_counts
 from dpq_admin import forms, links, params, redact, state, tables
 
 PER_PAGE = 50
@@ -51,7 +52,7 @@ class JobAdminViews:
             return HttpResponseNotAllowed(links.SAFE_METHODS)
         links.require_view_permission(self, request)
         running = state.read_running()
-        counts = state.read_counts(running)
+        counts = job_counts.read_counts(running)
         workers = state.read_workers(running)
         job_url = links.job_url_for(self)
         list_url = links.list_url_for(self)
@@ -111,9 +112,11 @@ class JobAdminViews:
         """One state's jobs (or all), filtered, searched, sorted and paginated without COUNT(*)."""
         links.require_view_permission(self, request)
         running = state.read_running()
-        counts = state.read_counts(running)
+        counts = job_counts.read_counts(running)
         form = forms.JobFilterForm(
-            request.GET or None, queues=counts.queue_names, tasks=counts.task_names
+            request.GET or None,
+            queues=counts.queue_names,
+            tasks=counts.task_names if counts.tasks_known else None,
         )
         queue, task, search = form.value("queue"), form.value("task"), form.value("q")
         job_url = links.job_url_for(self)

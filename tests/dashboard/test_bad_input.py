@@ -77,9 +77,7 @@ def assert_answered(response, where: str) -> None:
 
 
 def snapshot() -> list[tuple]:
-    return list(
-        Job.objects.order_by("id").values_list("id", "execute_at", "failed_at")
-    )
+    return list(Job.objects.order_by("id").values_list("id", "execute_at", "failed_at"))
 
 
 @pytest.mark.django_db
@@ -98,9 +96,7 @@ def test_job_list_answers_every_bad_parameter(operator_client, jobs, view, param
 @pytest.mark.parametrize(
     "value", ["99999999999999999999", "-1", "0", "abc", "1\x00", "1e9"]
 )
-def test_job_list_says_which_page_it_could_not_show(
-    operator_client, jobs, view, value
-):
+def test_job_list_says_which_page_it_could_not_show(operator_client, jobs, view, value):
     response = operator_client.get(url(view), {"page": value})
 
     assert response.status_code == 200
