@@ -14,8 +14,8 @@ from django.utils.safestring import SafeString
 
 from dpq.models import Job, JobState
 from dpq_admin import redact
-from dpq_admin.rows import FastRows
 from dpq_admin.counts import CountRow
+from dpq_admin.rows import FastRows
 from dpq_admin.state import RunningJob, WorkerConnection
 
 TEMPLATE = "dpq_admin/table.html"

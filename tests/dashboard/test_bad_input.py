@@ -33,7 +33,7 @@ VALUES = [
     "' OR 1=1 --",
     "%",
     "²",
-    "１",
+    "\uff11",  # a fullwidth digit one
     " ",
     "x" * 5000,
     "9" * 5000,
