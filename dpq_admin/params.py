@@ -55,6 +55,14 @@ def positive_int(value: str, maximum: int) -> int | None:
     return number if 1 <= number <= maximum else None
 
 
+def rows_needed(request: HttpRequest, *, per_page: int, prefix: str = "") -> int:
+    """How many rows ``configure`` can read for the page the request asks for (the page's
+    rows, those before it, and one to tell whether a next page exists)."""
+    page = positive_int(request.GET.get(f"{prefix}page", ""), MAX_PAGE) or 1
+    rows = positive_int(request.GET.get(f"{prefix}per_page", ""), MAX_PER_PAGE)
+    return page * (rows or per_page) + 1
+
+
 def _sort(request: HttpRequest, table: Table, notices: Notices) -> None:
     name = table.prefixed_order_by_field
     values = request.GET.getlist(name)

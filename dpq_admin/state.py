@@ -210,6 +210,21 @@ def jobs_in_state(state: str | None) -> JobQuerySet:
     return Job.objects.all()
 
 
+def first_jobs_per_queue(
+    jobs: JobQuerySet, queues: list[str], order: tuple[str, ...], limit: int
+) -> JobQuerySet:
+    """The first ``limit`` of ``jobs`` in ``order``, read one queue at a time.
+
+    No index orders jobs across queues, so ``jobs.order_by(*order)[:limit]`` sorts every
+    job of the list; each queue's jobs are in the order of that queue's index (claim, due
+    or failed), and a UNION ALL of each queue's first ``limit`` sorts only those.
+    """
+    if len(queues) < 2:
+        return jobs.order_by(*order)
+    parts = [jobs.filter(queue=name).order_by(*order)[:limit] for name in queues]
+    return parts[0].union(*parts[1:], all=True).order_by(*order)
+
+
 @dataclass(frozen=True)
 class FilteredJobs:
     """A job list's queryset after its filters; ``search_truncated_at`` is the candidate

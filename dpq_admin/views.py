@@ -39,6 +39,8 @@ DEFAULT_ORDER = {
     JobState.FAILED: ("-failed_at", "-id"),
     "all": ("-id",),
 }
+# The lists whose usual order an index gives within each queue, not across queues.
+PER_QUEUE_ORDER = (JobState.QUEUED, JobState.DELAYED, JobState.FAILED)
 
 
 class JobAdminViews:
@@ -134,8 +136,17 @@ class JobAdminViews:
                 state.jobs_in_state(list_state), queue=queue, task=task, search=search
             )
             search_truncated_at = filtered.search_truncated_at
+            jobs = filtered.jobs
+            sort = request.GET.get("sort")
+            if list_state in PER_QUEUE_ORDER and not queue and not search and not sort:
+                jobs = state.first_jobs_per_queue(
+                    jobs,
+                    counts.queue_names,
+                    DEFAULT_ORDER[list_state],
+                    params.rows_needed(request, per_page=PER_PAGE),
+                )
             table = tables.JobTable(
-                filtered.jobs,
+                jobs,
                 job_url=job_url,
                 running_ids=running.ids if running.is_known else None,
                 order_by=DEFAULT_ORDER[list_state],
