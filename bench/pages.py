@@ -1,12 +1,14 @@
 """Where a dashboard page spends its time: server time, and each statement's share.
 
-    DATABASE_URL=... python bench/pages.py [--jobs N] [--rounds N] [--keep] [--migrate]
+    DATABASE_URL=... python bench/pages.py [--jobs N] [--rounds N] [--keep] [--migrate] [--hold]
 
 Fills the job table to ``--jobs`` (in the proportions of bench/scale.py: 1M queued :
 1M delayed : 100k failed, 3 queues), unless it already holds that many, loads every page
 ``--rounds`` times and prints, per page, the median server time, the time spent in SQL
 and the slowest statements. ``--keep`` leaves the table filled for the next run (a fill
-of 2.1M rows takes a minute); ``--migrate`` starts from an empty schema.
+of 2.1M rows takes a minute); ``--migrate`` starts from an empty schema; ``--hold`` keeps
+one ready job's row locked by another connection meanwhile, as a worker's claim does, so
+that pages call pgrowlocks.
 """
 
 from __future__ import annotations
@@ -77,12 +79,27 @@ def measure(client: Any, url: str, rounds: int) -> tuple[float, float, list]:
     return statistics.median(totals), statistics.median(sql_totals), top
 
 
+def hold_a_job() -> Any:
+    """A connection of its own whose open transaction locks one ready job's row."""
+    from dpq import driver
+
+    conn = driver.connect(os.environ["DATABASE_URL"])
+    with conn.cursor() as cursor:
+        cursor.execute("SET application_name = 'dpq:bench:benchhost:1:t1'")
+        cursor.execute(
+            "SELECT id FROM dpq_job WHERE failed_at IS NULL AND execute_at <= now() "
+            "LIMIT 1 FOR UPDATE"
+        )
+    return conn
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2_100_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--migrate", action="store_true")
+    parser.add_argument("--hold", action="store_true")
     args = parser.parse_args(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
     if args.migrate:
@@ -107,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"filling to {args.jobs:,} jobs {wanted}", file=sys.stderr, flush=True)
         scale.fill_to(*wanted, (0, 0, 0))
     client = scale.dashboard_client()
+    holder = hold_a_job() if args.hold else None
     try:
         for label, url in page_urls():
             total, in_sql, top = measure(client, url, args.rounds)
@@ -114,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             for ms, statement in top:
                 print(f"{'':24}{ms:6.1f} ms  {statement}")
     finally:
+        if holder is not None:
+            holder.close()
         if not args.keep:
             harness.reset()
     return 0

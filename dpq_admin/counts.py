@@ -116,8 +116,11 @@ class Counts:
         return max((now or timezone.now()) - oldest, datetime.timedelta(0))
 
 
-def read_counts(running: Running, using: str = "default") -> Counts:
-    """Counts per queue, each stopping at the limit; per task too while the table is small."""
+def read_counts(
+    running: Running, *, per_task: bool = True, using: str = "default"
+) -> Counts:
+    """Counts per queue, each stopping at the limit; while the table holds at most that
+    many jobs, counts per task too (``per_task``), or else only the tasks' names."""
     limit = count_limit()
     running_ids = sorted(running.ids)
     held: dict[tuple[str, str], int] = {}
@@ -133,9 +136,12 @@ def read_counts(running: Running, using: str = "default") -> Counts:
     )
     counts = Counts(limit=limit)
     small = sum(ready + delayed + failed for _, ready, delayed, failed, _ in rows)
-    if small <= limit:
+    if small <= limit and per_task:
         return _read_exact_counts(counts, running_ids, using)
-    counts.tasks_known = False
+    counts.tasks_known = small <= limit
+    if counts.tasks_known:
+        for (task,) in sql.fetch_all(using, sql.TASK_NAMES, {}, job_table=job_table()):
+            counts.by_task[task] = CountRow(task)
     for queue, ready, delayed, failed, oldest in rows:
         numbers = {}
         capped = set()

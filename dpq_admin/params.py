@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from django.core.paginator import EmptyPage, PageNotAnInteger
+from django.core.paginator import EmptyPage, Page, PageNotAnInteger
 from django.http import HttpRequest
-from django_tables2 import Table
+from django_tables2 import LazyPaginator, Table
 
 # The deepest page a job list shows: a page is an OFFSET, and reaching page N reads the
 # N - 1 pages before it. Past this, a filter or the other sort order reaches the jobs.
@@ -44,6 +44,28 @@ def quoted(value: str) -> str:
     if len(shown) > QUOTE_LENGTH:
         shown = shown[: QUOTE_LENGTH - 1] + "…"
     return f"“{shown}”"
+
+
+class UncountedPaginator(LazyPaginator):
+    """django-tables2's LazyPaginator without its COUNT: ``list()`` of the page's rows asks
+    their length first, which django-tables2 answers with a ``count()`` of the sliced
+    queryset (the page's query run twice). The rows are iterated instead."""
+
+    def page(self, number: int) -> Page:
+        number = self.validate_number(number or 1)
+        bottom = (number - 1) * self.per_page
+        top = (
+            bottom + self.per_page + self.orphans + 1
+        )  # one more: is there a next page
+        objects = [row for row in self.object_list[bottom:top]]
+        if len(objects) > self.per_page + self.orphans:
+            self._num_pages = number + 1
+            objects = objects[: self.per_page]
+        elif number != 1 and len(objects) <= self.orphans:
+            raise EmptyPage("That page contains no results")
+        else:
+            self._num_pages = self._final_num_pages = number
+        return Page(objects, number, self)
 
 
 def positive_int(value: str, maximum: int) -> int | None:

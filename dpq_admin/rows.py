@@ -7,7 +7,7 @@ for its columns, headers, sorting and pagination, and renders its rows in Python
 column's cell is ``cell_<name>(record)`` when the table defines it, else the record's
 attribute of that name, escaped (a date in the current time zone and
 ``SHORT_DATETIME_FORMAT``, as ``DateTimeColumn`` shows it). The table template loops
-over ``table.rendered_rows``.
+outputs ``table.rendered_body``.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 
 from django.conf import settings
 from django.utils import formats, timezone
-from django.utils.html import conditional_escape, format_html_join
-from django.utils.safestring import SafeString
+from django.utils.html import conditional_escape, escape
+from django.utils.safestring import SafeString, mark_safe
 
 
 def format_datetime(value: datetime.datetime) -> str:
@@ -27,12 +27,12 @@ def format_datetime(value: datetime.datetime) -> str:
     return formats.date_format(value, settings.SHORT_DATETIME_FORMAT)
 
 
-def attributes_html(attributes: dict[str, object]) -> SafeString:
+def attributes_html(attributes: dict[str, object]) -> str:
     """` name="value"` pairs, escaped; empty values left out."""
-    return format_html_join(
-        "",
-        ' {}="{}"',
-        ((name, value) for name, value in attributes.items() if value != ""),
+    return "".join(
+        f' {escape(name)}="{escape(value)}"'
+        for name, value in attributes.items()
+        if value != ""
     )
 
 
@@ -42,12 +42,23 @@ class FastRows:
     def row_attributes(self, record: Any) -> dict[str, object]:
         return {}
 
-    def default_cell(self, record: Any, name: str, default: object) -> str:
+    def default_cell(
+        self,
+        record: Any,
+        name: str,
+        default: object,
+        times: dict[datetime.datetime, str] | None = None,
+    ) -> str:
         value = getattr(record, name, None)
         if value is None or value == "":
             return conditional_escape(default)
         if isinstance(value, datetime.datetime):
-            return conditional_escape(format_datetime(value))
+            # Django's date formatting is the costliest part of a row: jobs enqueued
+            # together share their times, so each time is formatted once per page.
+            times = {} if times is None else times
+            if value not in times:
+                times[value] = conditional_escape(format_datetime(value))
+            return times[value]
         return conditional_escape(value)
 
     def cell(self, record: Any, name: str) -> str:
@@ -59,14 +70,17 @@ class FastRows:
         return self.default_cell(record, name, bound.default)
 
     @property
-    def rendered_rows(self) -> list[tuple[SafeString, list[tuple[SafeString, str]]]]:
+    def rendered_body(self) -> SafeString:
+        """The rows of the current page as HTML, every cell escaped (one string: a template
+        loop over 500 cells costs more than the cells)."""
         columns = []
         for bound in self.columns:
             cell = getattr(self, f"cell_{bound.name}", None)
             columns.append(
                 (bound.name, bound.attrs["td"].as_html(), bound.default, cell)
             )
-        rows = []
+        html: list[str] = []
+        times: dict[datetime.datetime, str] = {}
         for index, row in enumerate(self.paginated_rows):
             record = row.record
             attributes = self.row_attributes(record)
@@ -74,14 +88,13 @@ class FastRows:
             attributes["class"] = " ".join(
                 part for part in (parity, str(attributes.get("class", ""))) if part
             )
-            cells = [
-                (
-                    td_attrs,
+            html.append(f"<tr{attributes_html(attributes)}>")
+            for name, td_attrs, default, cell in columns:
+                text = (
                     conditional_escape(cell(record))
                     if cell is not None
-                    else self.default_cell(record, name, default),
+                    else self.default_cell(record, name, default, times)
                 )
-                for name, td_attrs, default, cell in columns
-            ]
-            rows.append((attributes_html(attributes), cells))
-        return rows
+                html.append(f"<td {td_attrs}>{text}</td>")
+            html.append("</tr>\n")
+        return mark_safe("".join(html))  # every part above is escaped

@@ -18,7 +18,6 @@ from django.http import (
     HttpResponseRedirect,
 )
 from django.template.response import TemplateResponse
-from django_tables2 import LazyPaginator
 
 from dpq.models import Job, JobStart, JobState
 from dpq_admin import counts as job_counts
@@ -114,7 +113,7 @@ class JobAdminViews:
         """One state's jobs (or all), filtered, searched, sorted and paginated without COUNT(*)."""
         links.require_view_permission(self, request)
         running = state.read_running()
-        counts = job_counts.read_counts(running)
+        counts = job_counts.read_counts(running, per_task=False)
         form = forms.JobFilterForm(
             request.GET or None,
             queues=counts.queue_names,
@@ -157,7 +156,7 @@ class JobAdminViews:
                 table,
                 notices,
                 per_page=PER_PAGE,
-                paginator_class=LazyPaginator,
+                paginator_class=params.UncountedPaginator,
             )
         names = self.get_job_actions(request)
         actions = [
@@ -165,10 +164,7 @@ class JobAdminViews:
             for name, label in self.get_action_choices(request, default_choices=[])
             if name in names
         ]
-        failed_names = (
-            [row.name for row in counts.by_queue.values() if row.failed],
-            [row.name for row in counts.by_task.values() if row.failed],
-        )
+        failed_names = _failed_names(list_state, counts, task)
         context = {
             **links.page_context(self, request, f"{list_state.capitalize()} jobs"),
             "bad_params": notices,
@@ -232,6 +228,19 @@ class JobAdminViews:
             "list_url": links.list_url_for(self),
         }
         return TemplateResponse(request, "dpq_admin/job.html", context)
+
+
+def _failed_names(
+    list_state: str, counts: job_counts.Counts, task: str
+) -> tuple[list[str], list[str]]:
+    """The queues and tasks "requeue all failed" offers: on a big table, the task the list
+    is filtered by (naming every failed task would read every failed job)."""
+    queues = [row.name for row in counts.by_queue.values() if row.failed]
+    if list_state != JobState.FAILED or not counts.total.failed:
+        return queues, []
+    if counts.tasks_known:
+        return queues, state.read_failed_names()[1]
+    return queues, [task] if task else []
 
 
 def _duration_or_blank(age: datetime.timedelta | None) -> str:

@@ -44,6 +44,7 @@ from dpq.sql.dashboard import (
     PGROWLOCKS_STATUS,
     ROW_LOCKS_POSSIBLE,
     RUNNING_JOBS,
+    TASK_NAMES,
     WORKER_CONNECTIONS,
 )
 from dpq.sql.enqueue import (
@@ -211,6 +212,7 @@ __all__ = [
     "SET_START_LOCK_TIMEOUT",
     "SET_WORKER_CONNECTION",
     "START_TABLE",
+    "TASK_NAMES",
     "TRANSACTION_ISOLATION",
     "TRY_SCHEDULER_LOCK",
     "UPSERT_SCHEDULES",

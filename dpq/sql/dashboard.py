@@ -132,3 +132,9 @@ COUNT_JOBS_CAPPED = """
     FROM names n
     ORDER BY n.queue
 """
+
+# The task names of the jobs in the table, sorted: the choices of a list's task filter.
+# Reads every row: run only while the table holds few jobs (see dpq_admin.counts).
+TASK_NAMES = """
+    SELECT DISTINCT task FROM {job_table} ORDER BY task
+"""
