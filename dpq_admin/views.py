@@ -21,7 +21,7 @@ from django.template.response import TemplateResponse
 
 from dpq.models import Job, JobStart, JobState
 from dpq_admin import counts as job_counts
-from dpq_admin import forms, links, params, redact, state, tables
+from dpq_admin import diagnosis, forms, links, params, redact, state, tables
 
 PER_PAGE = 50
 # Columns a list of each state leaves out (the rest say nothing about that state).
@@ -200,6 +200,9 @@ class JobAdminViews:
         is_running = holder is not None
         current_state = JobState.RUNNING if is_running else job.state
         start = JobStart.objects.filter(job_id=job.pk).first()
+        reasons = diagnosis.why_not_running(
+            job, current_state, running, state.read_workers(running)
+        )
         context = {
             **links.page_context(self, request, f"Job {job.pk}: {job.task}"),
             "job": job,
@@ -207,6 +210,7 @@ class JobAdminViews:
             "running": running,
             "holder": holder,
             "start": start,
+            "reasons": reasons,
             "args_json": json.dumps(
                 redact.redact_args(job.queue, job.args),
                 indent=2,

@@ -1,7 +1,7 @@
 """Every SQL statement dpq and dpq_admin run, named, with their locking behaviour.
 
 The statements live in modules by what they serve (claims, enqueue, repair, dashboard,
-schedules) and are all importable from here: ``from dpq import sql; sql.CLAIM_JOB``.
+diagnosis, schedules) and are all importable from here: ``from dpq import sql; sql.CLAIM_JOB``.
 
 Values are always bound as named parameters (``%(name)s``). The only text substituted into
 a statement is a table name our own models define (``{job_table}``, ``{start_table}``),
@@ -47,6 +47,7 @@ from dpq.sql.dashboard import (
     TASK_NAMES,
     WORKER_CONNECTIONS,
 )
+from dpq.sql.diagnosis import JOBS_AHEAD, READY_IN_QUEUE
 from dpq.sql.enqueue import (
     INSERT_JOB,
     INSERT_JOB_AND_NOTIFY,
@@ -183,6 +184,7 @@ __all__ = [
     "INSERT_JOBS",
     "INSERT_JOB_AND_NOTIFY",
     "INSERT_LAST_SCHEDULED",
+    "JOBS_AHEAD",
     "LAST_SCHEDULED_STATES",
     "LAST_SCHEDULED_TABLE",
     "LOCK_JOBS_AFTER_FAILED_COMMIT",
@@ -192,6 +194,7 @@ __all__ = [
     "PGROWLOCKS_STATUS",
     "PUT_BACK_JOB",
     "PUT_BACK_JOBS_UNCHANGED",
+    "READY_IN_QUEUE",
     "RECORD_JOB_FAILURE",
     "RECORD_JOB_STARTS",
     "RECORD_LAST_SCHEDULED",
