@@ -51,6 +51,7 @@ def page_context(
         "list_urls": [(name, admin_url(model_admin, name)) for name in LIST_STATES],
         "state_urls": {name: admin_url(model_admin, name) for name in LIST_STATES},
         "enable_hint": state.ENABLE_PGROWLOCKS_HINT,
+        "health_url": admin_url(model_admin, "health"),
     }
 
 

@@ -226,6 +226,7 @@ class ScheduleAdmin(admin.ModelAdmin):
             "dashboard_url": job_url("changelist"),
             "list_urls": [(name, job_url(name)) for name in LIST_STATES],
             "schedules_page": True,
+            "health_url": job_url("health"),
             "bad_params": notices,
         }
         return TemplateResponse(request, "dpq_admin/schedules.html", context)

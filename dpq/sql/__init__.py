@@ -1,7 +1,7 @@
 """Every SQL statement dpq and dpq_admin run, named, with their locking behaviour.
 
 The statements live in modules by what they serve (claims, enqueue, repair, dashboard,
-diagnosis, schedules) and are all importable from here: ``from dpq import sql; sql.CLAIM_JOB``.
+diagnosis, health, schedules) and are all importable from here: ``from dpq import sql; sql.CLAIM_JOB``.
 
 Values are always bound as named parameters (``%(name)s``). The only text substituted into
 a statement is a table name our own models define (``{job_table}``, ``{start_table}``),
@@ -53,6 +53,12 @@ from dpq.sql.enqueue import (
     INSERT_JOB_AND_NOTIFY,
     INSERT_JOBS,
     NOTIFY,
+)
+from dpq.sql.health import (
+    CONNECTION_USE,
+    JOB_TABLE_SIZES,
+    JOB_TABLE_STATS,
+    OLDEST_TRANSACTION,
 )
 from dpq.sql.repair import (
     DELETE_JOBS,
@@ -173,6 +179,7 @@ __all__ = [
     "CLAIM_JOBS_BY_ID",
     "CLEAR_FINISHED_JOB_STARTS",
     "CLEAR_JOB_STARTS",
+    "CONNECTION_USE",
     "COUNT_JOBS_BY_STATE",
     "COUNT_JOBS_CAPPED",
     "CREATE_PGROWLOCKS_EXTENSION",
@@ -185,12 +192,15 @@ __all__ = [
     "INSERT_JOB_AND_NOTIFY",
     "INSERT_LAST_SCHEDULED",
     "JOBS_AHEAD",
+    "JOB_TABLE_SIZES",
+    "JOB_TABLE_STATS",
     "LAST_SCHEDULED_STATES",
     "LAST_SCHEDULED_TABLE",
     "LOCK_JOBS_AFTER_FAILED_COMMIT",
     "LOCK_LAST_SCHEDULED",
     "LOCK_SCHEDULE",
     "NOTIFY",
+    "OLDEST_TRANSACTION",
     "PGROWLOCKS_STATUS",
     "PUT_BACK_JOB",
     "PUT_BACK_JOBS_UNCHANGED",
