@@ -81,7 +81,7 @@ def transaction_check(using: str = "default") -> Check:
             "none open",
             "Nothing holds back vacuum now.",
         )
-    pid, application, client, session_state, since, seconds, age = row
+    pid, application, client, session_state, _since, seconds, age = row
     who = application or "a connection without an application name"
     old = seconds is not None and seconds >= OLD_TRANSACTION_SECONDS
     return Check(
