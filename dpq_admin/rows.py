@@ -6,8 +6,8 @@ template per cell: most of a 50-row page's time. A ``FastRows`` table keeps djan
 for its columns, headers, sorting and pagination, and renders its rows in Python: a
 column's cell is ``cell_<name>(record)`` when the table defines it, else the record's
 attribute of that name, escaped (a date in the current time zone and
-``SHORT_DATETIME_FORMAT``, as ``DateTimeColumn`` shows it). The table template loops
-outputs ``table.rendered_body``.
+``SHORT_DATETIME_FORMAT``, as ``DateTimeColumn`` shows it). The table template
+(fast_table.html) outputs ``table.rendered_body``.
 """
 
 from __future__ import annotations
