@@ -258,7 +258,10 @@ def photograph(base: str, failed_id: int) -> None:
         browser, page = open_logged_in(playwright, base, USERNAME, PASSWORD)
         from dpq.models import Job
 
-        waiting = Job.objects.queued().order_by("priority", "-id").first()
+        # Claimed last: not held by one of the example workers.
+        waiting = (
+            Job.objects.queued().order_by("priority", "-execute_at", "-id").first()
+        )
         for path, name in (
             ("/admin/dpq/job/", "dashboard.png"),
             (f"/admin/dpq/job/{failed_id}/", "job.png"),
