@@ -173,3 +173,10 @@ def test_requeue_failed_answers_every_bad_field(operator_client, jobs, field):
     for value in VALUES:
         response = operator_client.post(url("requeue_failed"), {field: value})
         assert_answered(response, f"requeue-failed {field}={value[:30]!r}")
+
+
+@pytest.mark.django_db
+def test_health_page_answers_any_parameter(operator_client, jobs):
+    for value in VALUES:
+        response = operator_client.get(url("health"), {"page": value, "sort": value})
+        assert_answered(response, f"health?page={value[:30]!r}")
