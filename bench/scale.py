@@ -18,6 +18,7 @@ from django.db import connection, transaction
 from django.urls import NoReverseMatch, reverse
 
 from bench import harness, queues
+from bench.pages import hold_a_job
 from bench.report import Figure, Target
 from dpq import sql
 
@@ -205,6 +206,12 @@ def scale_figures(rounds: int, *, quick: bool = False) -> list[Figure]:
         claims[label] = measure_claims(rounds)
         if client is not None:
             pages[label] = measure_pages(client, rounds)
+            # The same with a worker's claim open: a row is locked, so pgrowlocks runs.
+            holder = hold_a_job()
+            try:
+                pages[f"{label}, a row locked"] = measure_pages(client, rounds)
+            finally:
+                holder.close()
     drained = measure_drained_check(rounds)
     harness.reset()
 
@@ -266,14 +273,16 @@ def scale_figures(rounds: int, *, quick: bool = False) -> list[Figure]:
         )
         return figures
     for page, _ in DASHBOARD_PAGES:
-        for label, _ in stages[1:]:
+        shown = [(name, f"{name} jobs") for name, _ in stages[1:]]
+        shown.append((f"{last}, a row locked", f"{last} jobs, a row locked"))
+        for label, text in shown:
             if page not in pages[label]:
                 continue
             times, count = pages[label][page]
             figures.append(
                 Figure(
                     SECTION,
-                    f"dashboard {page} at {label} jobs",
+                    f"dashboard {page} at {text}",
                     statistics.median(times),
                     "ms",
                     times,

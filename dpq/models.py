@@ -258,16 +258,20 @@ class Job(BaseJob):
                 name="dpq_job_claim_idx",
                 condition=Q(failed_at__isnull=True),
             ),
-            # When the next delayed job is due: idle workers sleep until then.
+            # When the next delayed job is due: idle workers sleep until then. The id
+            # orders jobs due at the same time, for the dashboard's delayed list.
             models.Index(
                 "queue",
                 "execute_at",
+                "id",
                 name="dpq_job_due_idx",
                 condition=Q(failed_at__isnull=True),
             ),
+            # Failed jobs of a queue, newest first (the dashboard's failed list).
             models.Index(
                 "queue",
                 "failed_at",
+                "id",
                 name="dpq_job_failed_idx",
                 condition=Q(failed_at__isnull=False),
             ),

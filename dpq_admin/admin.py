@@ -1,7 +1,8 @@
 """JobAdmin: the "Jobs" entry of the admin index, its URLs, permissions and actions.
 
-Its pages come from two mixins: ``JobAdminViews`` (views.py: the dashboard, the job
-lists, a job) and ``JobAdminActions`` (actions.py: requeue, delete, their confirmation).
+Its pages come from three mixins: ``JobAdminViews`` (views.py: the dashboard, the job
+lists, a job), ``JobAdminActions`` (actions.py: requeue, delete, their confirmation) and
+``JobAdminHealth`` (health.py: the Queue health page).
 Django's own add, change and delete pages and its delete_selected action are refused,
 redirected or answered by dpq's, so no URL waits on a worker's row lock.
 """
@@ -17,11 +18,12 @@ from django.urls import URLPattern, path
 from dpq.models import Job, TaskResult
 from dpq_admin import links
 from dpq_admin.actions import JobAdminActions
+from dpq_admin.health import JobAdminHealth
 from dpq_admin.views import JobAdminViews
 
 
 @admin.register(Job)
-class JobAdmin(JobAdminViews, JobAdminActions, admin.ModelAdmin):
+class JobAdmin(JobAdminViews, JobAdminActions, JobAdminHealth, admin.ModelAdmin):
     actions = ["requeue_jobs", "delete_jobs"]
     # A selection larger than this is refused; pages show 50 jobs.
     max_selected = 1000
@@ -68,6 +70,11 @@ class JobAdmin(JobAdminViews, JobAdminActions, admin.ModelAdmin):
                 "<int:job_id>/",
                 wrap(self.job_view),
                 name="{}_{}_job".format(*info),
+            ),
+            path(
+                "health/",
+                wrap(self.health_view),
+                name="{}_{}_health".format(*info),
             ),
             path(
                 "action/",

@@ -8,6 +8,7 @@ from typing import Any
 from django import forms
 
 MAX_SEARCH_LENGTH = 200
+MAX_TASK_LENGTH = 255
 
 
 def _choices(names: Iterable[str], everything: str) -> list[tuple[str, str]]:
@@ -16,7 +17,8 @@ def _choices(names: Iterable[str], everything: str) -> list[tuple[str, str]]:
 
 class JobFilterForm(forms.Form):
     """Filters of a job list. Queue and task must be names the counts found; an unknown
-    name is an error, never a query."""
+    name is an error, never a query. With ``tasks=None`` (too many jobs to list their
+    tasks) the task is typed in, and bound as a parameter like any value."""
 
     queue = forms.ChoiceField(required=False)
     task = forms.ChoiceField(required=False)
@@ -25,11 +27,20 @@ class JobFilterForm(forms.Form):
     )
 
     def __init__(
-        self, *args: Any, queues: Iterable[str], tasks: Iterable[str], **kwargs: Any
+        self,
+        *args: Any,
+        queues: Iterable[str],
+        tasks: Iterable[str] | None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.fields["queue"].choices = _choices(queues, "all queues")
-        self.fields["task"].choices = _choices(tasks, "all tasks")
+        if tasks is None:
+            self.fields["task"] = forms.CharField(
+                required=False, max_length=MAX_TASK_LENGTH
+            )
+        else:
+            self.fields["task"].choices = _choices(tasks, "all tasks")
 
     def value(self, name: str) -> str:
         """The field's cleaned value, or "" when it is missing or invalid."""

@@ -51,6 +51,7 @@ def page_context(
         "list_urls": [(name, admin_url(model_admin, name)) for name in LIST_STATES],
         "state_urls": {name: admin_url(model_admin, name) for name in LIST_STATES},
         "enable_hint": state.ENABLE_PGROWLOCKS_HINT,
+        "health_url": admin_url(model_admin, "health"),
     }
 
 
@@ -85,7 +86,8 @@ def safe_next(request: HttpRequest, fallback: str) -> str:
 
 def parse_job_id(text: str) -> int | None:
     """The job id a URL names, or None when ``text`` is not one ("abc", "²", past bigint)."""
-    if text.isascii() and text.isdigit() and int(text) <= MAX_JOB_ID:
+    too_long = len(text) > len(str(MAX_JOB_ID))
+    if text.isascii() and text.isdigit() and not too_long and int(text) <= MAX_JOB_ID:
         return int(text)
     return None
 

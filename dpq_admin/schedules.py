@@ -31,6 +31,7 @@ from django.utils.timesince import timeuntil
 
 from dpq import schedule_store
 from dpq.models import ScheduleState
+from dpq_admin import params
 from dpq_admin import tables as job_tables
 
 LIST_STATES = ("queued", "running", "delayed", "failed", "all")
@@ -210,7 +211,8 @@ class ScheduleAdmin(admin.ModelAdmin):
             can_run=self.has_run_permission(request),
             can_pause=self.has_pause_permission(request),
         )
-        tables.RequestConfig(request, paginate=False).configure(table)
+        notices = params.Notices()
+        params.configure(request, table, notices, per_page=0, paginate=False)
         job_url = lambda name: reverse(  # noqa: E731
             f"{self.admin_site.name}:dpq_job_{name}", current_app=self.admin_site.name
         )
@@ -224,6 +226,8 @@ class ScheduleAdmin(admin.ModelAdmin):
             "dashboard_url": job_url("changelist"),
             "list_urls": [(name, job_url(name)) for name in LIST_STATES],
             "schedules_page": True,
+            "health_url": job_url("health"),
+            "bad_params": notices,
         }
         return TemplateResponse(request, "dpq_admin/schedules.html", context)
 

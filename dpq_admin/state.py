@@ -10,14 +10,13 @@ import datetime
 import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.db.models import Q, TextField
 from django.db.models.functions import Cast
-from django.utils import timezone
 
 from dpq import sql
 from dpq.models import Job, JobQuerySet, JobState
@@ -99,62 +98,6 @@ class Running:
         return held
 
 
-@dataclass
-class CountRow:
-    """Job counts of one group (all jobs, a queue or a task)."""
-
-    name: str
-    queued: int = 0
-    running: int = 0
-    delayed: int = 0
-    failed: int = 0
-    oldest_queued_at: datetime.datetime | None = None
-
-    @property
-    def total(self) -> int:
-        return self.queued + self.running + self.delayed + self.failed
-
-    def add(
-        self,
-        queued: int,
-        running: int,
-        delayed: int,
-        failed: int,
-        oldest: datetime.datetime | None,
-    ) -> None:
-        self.queued += queued
-        self.running += running
-        self.delayed += delayed
-        self.failed += failed
-        if oldest is not None and (
-            self.oldest_queued_at is None or oldest < self.oldest_queued_at
-        ):
-            self.oldest_queued_at = oldest
-
-
-@dataclass
-class Counts:
-    total: CountRow = field(default_factory=lambda: CountRow("all queues"))
-    by_queue: dict[str, CountRow] = field(default_factory=dict)
-    by_task: dict[str, CountRow] = field(default_factory=dict)
-
-    @property
-    def queue_names(self) -> list[str]:
-        return sorted(self.by_queue)
-
-    @property
-    def task_names(self) -> list[str]:
-        return sorted(self.by_task)
-
-    def oldest_queued_age(
-        self, now: datetime.datetime | None = None
-    ) -> datetime.timedelta | None:
-        oldest = self.total.oldest_queued_at
-        if oldest is None:
-            return None
-        return max((now or timezone.now()) - oldest, datetime.timedelta(0))
-
-
 @dataclass(frozen=True)
 class WorkerConnection:
     """One database connection of a dpq worker, as pg_stat_activity shows it."""
@@ -205,9 +148,16 @@ def read_pgrowlocks_status(using: str = "default") -> PgrowlocksStatus:
 
 
 def read_running(using: str = "default") -> Running:
-    """Call pgrowlocks once: which jobs are locked now, and by which connection."""
+    """Which jobs are locked now, and by which connection: pgrowlocks, called once, and
+    only when some other transaction holds a lock on the job table that row locks take."""
     if not read_pgrowlocks_status(using).installed:
         return Running(jobs=None, error=ENABLE_PGROWLOCKS_HINT)
+    locks_possible = sql.fetch_one(
+        using, sql.ROW_LOCKS_POSSIBLE, {"table_name": job_table()}
+    )[0]
+    if not locks_possible:
+        # No transaction holds the table lock that locking a row takes: none is locked.
+        return Running(jobs=[])
     try:
         # A savepoint, so that a refused call (no SELECT right, extension dropped meanwhile)
         # leaves a request's transaction usable under ATOMIC_REQUESTS.
@@ -240,23 +190,6 @@ def read_running(using: str = "default") -> Running:
     )
 
 
-def read_counts(running: Running, using: str = "default") -> Counts:
-    """Count jobs by state for all queues, each queue and each task (one aggregate query)."""
-    rows = sql.fetch_all(
-        using,
-        sql.COUNT_JOBS_BY_STATE,
-        {"running_ids": sorted(running.ids)},
-        job_table=job_table(),
-    )
-    counts = Counts()
-    for queue, task, queued, running_count, delayed, failed, oldest in rows:
-        numbers = (queued, running_count, delayed, failed, oldest)
-        counts.total.add(*numbers)
-        counts.by_queue.setdefault(queue, CountRow(queue)).add(*numbers)
-        counts.by_task.setdefault(task, CountRow(task)).add(*numbers)
-    return counts
-
-
 def read_workers(running: Running, using: str = "default") -> list[WorkerConnection]:
     """The dpq worker connections open now, each with the jobs it holds."""
     held = running.by_pid()
@@ -275,6 +208,21 @@ def jobs_in_state(state: str | None) -> JobQuerySet:
     if state == JobState.FAILED:
         return Job.objects.failed()
     return Job.objects.all()
+
+
+def first_jobs_per_queue(
+    jobs: JobQuerySet, queues: list[str], order: tuple[str, ...], limit: int
+) -> JobQuerySet:
+    """The first ``limit`` of ``jobs`` in ``order``, read one queue at a time.
+
+    No index orders jobs across queues, so ``jobs.order_by(*order)[:limit]`` sorts every
+    job of the list; each queue's jobs are in the order of that queue's index (claim, due
+    or failed), and a UNION ALL of each queue's first ``limit`` sorts only those.
+    """
+    if len(queues) < 2:
+        return jobs.order_by(*order)
+    parts = [jobs.filter(queue=name).order_by(*order)[:limit] for name in queues]
+    return parts[0].union(*parts[1:], all=True).order_by(*order)
 
 
 @dataclass(frozen=True)
@@ -332,7 +280,7 @@ def search_jobs(jobs: JobQuerySet, search: str) -> FilteredJobs:
             if needle in visible_args_text(queue, args).casefold()
         ]
     )
-    if search.isdigit() and int(search) < 2**63:
+    if search.isascii() and search.isdigit() and int(search) < 2**63:
         match |= Q(id=int(search))
     return FilteredJobs(
         jobs.filter(match),

@@ -14,9 +14,12 @@ from django.utils.safestring import SafeString
 
 from dpq.models import Job, JobState
 from dpq_admin import redact
-from dpq_admin.state import CountRow, RunningJob, WorkerConnection
+from dpq_admin.counts import CountRow
+from dpq_admin.rows import FastRows
+from dpq_admin.state import RunningJob, WorkerConnection
 
 TEMPLATE = "dpq_admin/table.html"
+FAST_TEMPLATE = "dpq_admin/fast_table.html"
 ARGS_PREVIEW_LENGTH = 80
 ERROR_PREVIEW_LENGTH = 100
 
@@ -58,7 +61,7 @@ def job_link(job_url: JobUrl, job_id: int) -> SafeString:
     return format_html('<a href="{}">{}</a>', job_url(job_id), job_id)
 
 
-class JobTable(tables.Table):
+class JobTable(FastRows, tables.Table):
     """Jobs of one state (or all), one page at a time; the queryset is never counted."""
 
     ids = tables.CheckBoxColumn(
@@ -81,7 +84,7 @@ class JobTable(tables.Table):
 
     class Meta:
         model = Job
-        template_name = TEMPLATE
+        template_name = FAST_TEMPLATE
         fields = ()
         sequence = (
             "ids",
@@ -109,35 +112,34 @@ class JobTable(tables.Table):
     ) -> None:
         self.job_url = job_url
         self.running_ids = running_ids
-        super().__init__(
-            *args,
-            row_attrs={
-                "class": self.row_class,
-                "data-job-id": lambda record: record.pk,
-            },
-            **kwargs,
-        )
+        super().__init__(*args, **kwargs)
 
     def is_running(self, job: Job) -> bool:
         return self.running_ids is not None and job.pk in self.running_ids
 
-    def row_class(self, record: Job) -> str:
-        return "dpq-running" if self.is_running(record) else ""
+    def row_attributes(self, record: Job) -> dict[str, object]:
+        return {
+            "class": "dpq-running" if self.is_running(record) else "",
+            "data-job-id": record.pk,
+        }
 
-    def render_id(self, record: Job) -> SafeString:
+    def cell_ids(self, record: Job) -> SafeString:
+        return format_html('<input type="checkbox" name="ids" value="{}"/>', record.pk)
+
+    def cell_id(self, record: Job) -> SafeString:
         return job_link(self.job_url, record.pk)
 
-    def render_state(self, record: Job) -> str:
+    def cell_state(self, record: Job) -> str:
         if self.is_running(record):
             return JobState.RUNNING.value
         return record.state.value
 
-    def render_args(self, record: Job) -> SafeString:
+    def cell_args(self, record: Job) -> SafeString:
         return format_html("<code>{}</code>", args_preview(record))
 
-    def render_last_error(self, record: Job, value: str) -> str:
+    def cell_last_error(self, record: Job) -> str:
         # Masked before it is cut, so that a cut cannot leave half a secret showing.
-        text = redact.redact_text(record.args, value)
+        text = redact.redact_text(record.args, record.last_error)
         lines = [line for line in text.strip().splitlines() if line.strip()]
         last = lines[-1] if lines else ""
         if len(last) > ERROR_PREVIEW_LENGTH:
@@ -145,7 +147,7 @@ class JobTable(tables.Table):
         return last
 
 
-class RunningJobTable(tables.Table):
+class RunningJobTable(FastRows, tables.Table):
     """Jobs whose rows a connection holds locked, from the page's one pgrowlocks call."""
 
     id = tables.Column(verbose_name="ID")
@@ -158,25 +160,24 @@ class RunningJobTable(tables.Table):
     modes = tables.Column(verbose_name="Lock", orderable=False)
 
     class Meta:
-        template_name = TEMPLATE
+        template_name = FAST_TEMPLATE
         empty_text = "No job is running."
         attrs = {"class": "dpq-table"}
 
     def __init__(self, *args: Any, job_url: JobUrl, **kwargs: Any) -> None:
         self.job_url = job_url
-        super().__init__(
-            *args,
-            row_attrs={"class": lambda record: "dpq-long" if record.is_long else ""},
-            **kwargs,
-        )
+        super().__init__(*args, **kwargs)
 
-    def render_id(self, record: RunningJob) -> SafeString:
+    def row_attributes(self, record: RunningJob) -> dict[str, object]:
+        return {"class": "dpq-long" if record.is_long else ""}
+
+    def cell_id(self, record: RunningJob) -> SafeString:
         return job_link(self.job_url, record.id)
 
-    def render_application_name(self, value: str) -> str:
-        return value or "(not a dpq worker)"
+    def cell_application_name(self, record: RunningJob) -> str:
+        return record.application_name or "(not a dpq worker)"
 
-    def render_seconds(self, record: RunningJob) -> SafeString:
+    def cell_seconds(self, record: RunningJob) -> SafeString:
         if record.is_long:
             return format_html(
                 '<span class="dpq-warning" title="{}">{} (long)</span>',
@@ -185,11 +186,11 @@ class RunningJobTable(tables.Table):
             )
         return format_html("{}", format_duration(record.seconds))
 
-    def render_modes(self, value: list[str]) -> str:
-        return ", ".join(value)
+    def cell_modes(self, record: RunningJob) -> str:
+        return ", ".join(record.modes)
 
 
-class WorkerTable(tables.Table):
+class WorkerTable(FastRows, tables.Table):
     """Worker connections from pg_stat_activity, with the jobs each one holds."""
 
     application_name = tables.Column(verbose_name="Application name")
@@ -207,7 +208,7 @@ class WorkerTable(tables.Table):
     running = tables.Column(verbose_name="Running", empty_values=(), orderable=False)
 
     class Meta:
-        template_name = TEMPLATE
+        template_name = FAST_TEMPLATE
         empty_text = "No worker is connected."
         attrs = {"class": "dpq-table"}
 
@@ -218,7 +219,7 @@ class WorkerTable(tables.Table):
         self.running_known = running_known
         super().__init__(*args, **kwargs)
 
-    def render_running(self, record: WorkerConnection) -> SafeString | str:
+    def cell_running(self, record: WorkerConnection) -> SafeString | str:
         if not self.running_known:
             return "unknown"
         if not record.running:
@@ -233,7 +234,7 @@ class WorkerTable(tables.Table):
         )
 
 
-class CountTable(tables.Table):
+class CountTable(FastRows, tables.Table):
     """Job counts per state of each queue or each task, each linking to its job lists."""
 
     name = tables.Column()
@@ -244,7 +245,7 @@ class CountTable(tables.Table):
     oldest_queued_at = tables.Column(verbose_name="Oldest queued", orderable=False)
 
     class Meta:
-        template_name = TEMPLATE
+        template_name = FAST_TEMPLATE
         empty_text = "No jobs."
         attrs = {"class": "dpq-table dpq-counts"}
 
@@ -262,26 +263,29 @@ class CountTable(tables.Table):
         super().__init__(*args, **kwargs)
         self.columns["name"].column.verbose_name = filter_name.capitalize()
 
-    def _link(self, record: CountRow, state: str, value: int) -> SafeString:
+    def _link(self, record: CountRow, state: str, text: str) -> SafeString:
         url = self.list_url(state, **{self.filter_name: record.name})
-        return format_html('<a href="{}">{}</a>', url, value)
+        return format_html('<a href="{}">{}</a>', url, text)
 
-    def render_name(self, record: CountRow) -> SafeString:
+    def _count(self, record: CountRow, state: str) -> SafeString:
+        return self._link(record, state, record.text(state))
+
+    def cell_name(self, record: CountRow) -> SafeString:
         return self._link(record, "all", record.name)
 
-    def render_queued(self, record: CountRow, value: int) -> SafeString:
-        return self._link(record, JobState.QUEUED, value)
+    def cell_queued(self, record: CountRow) -> SafeString:
+        return self._count(record, JobState.QUEUED)
 
-    def render_running(self, record: CountRow, value: int) -> SafeString | str:
+    def cell_running(self, record: CountRow) -> SafeString | str:
         if not self.running_known:
             return "unknown"
-        return self._link(record, JobState.RUNNING, value)
+        return self._count(record, JobState.RUNNING)
 
-    def render_delayed(self, record: CountRow, value: int) -> SafeString:
-        return self._link(record, JobState.DELAYED, value)
+    def cell_delayed(self, record: CountRow) -> SafeString:
+        return self._count(record, JobState.DELAYED)
 
-    def render_failed(self, record: CountRow, value: int) -> SafeString:
-        return self._link(record, JobState.FAILED, value)
+    def cell_failed(self, record: CountRow) -> SafeString:
+        return self._count(record, JobState.FAILED)
 
-    def render_oldest_queued_at(self, value: datetime.datetime | None) -> str:
-        return age_since(value) if value else "—"
+    def cell_oldest_queued_at(self, record: CountRow) -> str:
+        return age_since(record.oldest_queued_at) if record.oldest_queued_at else "—"

@@ -18,10 +18,10 @@ from django.http import (
     HttpResponseRedirect,
 )
 from django.template.response import TemplateResponse
-from django_tables2 import LazyPaginator, RequestConfig
 
 from dpq.models import Job, JobStart, JobState
-from dpq_admin import forms, links, redact, state, tables
+from dpq_admin import counts as job_counts
+from dpq_admin import diagnosis, forms, links, params, redact, state, tables
 
 PER_PAGE = 50
 # Columns a list of each state leaves out (the rest say nothing about that state).
@@ -38,6 +38,8 @@ DEFAULT_ORDER = {
     JobState.FAILED: ("-failed_at", "-id"),
     "all": ("-id",),
 }
+# The lists whose usual order an index gives within each queue, not across queues.
+PER_QUEUE_ORDER = (JobState.QUEUED, JobState.DELAYED, JobState.FAILED)
 
 
 class JobAdminViews:
@@ -51,11 +53,11 @@ class JobAdminViews:
             return HttpResponseNotAllowed(links.SAFE_METHODS)
         links.require_view_permission(self, request)
         running = state.read_running()
-        counts = state.read_counts(running)
+        counts = job_counts.read_counts(running)
         workers = state.read_workers(running)
         job_url = links.job_url_for(self)
         list_url = links.list_url_for(self)
-        config = RequestConfig(request, paginate={"per_page": PER_PAGE})
+        notices = params.Notices()
         queue_table = tables.CountTable(
             list(counts.by_queue.values()),
             filter_name="queue",
@@ -77,9 +79,10 @@ class JobAdminViews:
             running.jobs or [], job_url=job_url, prefix="running-"
         )
         for table in (queue_table, task_table, worker_table, running_table):
-            config.configure(table)
+            params.configure(request, table, notices, per_page=PER_PAGE)
         context = {
             **links.page_context(self, request, "Job queue"),
+            "bad_params": notices,
             "running": running,
             "counts": counts,
             "oldest_queued_age_text": _duration_or_blank(counts.oldest_queued_age()),
@@ -110,46 +113,61 @@ class JobAdminViews:
         """One state's jobs (or all), filtered, searched, sorted and paginated without COUNT(*)."""
         links.require_view_permission(self, request)
         running = state.read_running()
-        counts = state.read_counts(running)
+        counts = job_counts.read_counts(running, per_task=False)
         form = forms.JobFilterForm(
-            request.GET or None, queues=counts.queue_names, tasks=counts.task_names
+            request.GET or None,
+            queues=counts.queue_names,
+            tasks=counts.task_names if counts.tasks_known else None,
         )
         queue, task, search = form.value("queue"), form.value("task"), form.value("q")
         job_url = links.job_url_for(self)
         search_truncated_at = None
+        notices = params.Notices()
         if list_state == JobState.RUNNING:
             table = tables.RunningJobTable(
                 _filter_running(running, queue=queue, task=task, search=search),
                 job_url=job_url,
                 order_by=("id",),
             )
-            RequestConfig(request, paginate={"per_page": PER_PAGE}).configure(table)
+            params.configure(request, table, notices, per_page=PER_PAGE)
         else:
             filtered = state.filter_jobs(
                 state.jobs_in_state(list_state), queue=queue, task=task, search=search
             )
             search_truncated_at = filtered.search_truncated_at
+            jobs = filtered.jobs
+            sort = request.GET.get("sort")
+            if list_state in PER_QUEUE_ORDER and not queue and not search and not sort:
+                jobs = state.first_jobs_per_queue(
+                    jobs,
+                    counts.queue_names,
+                    DEFAULT_ORDER[list_state],
+                    params.rows_needed(request, per_page=PER_PAGE),
+                )
             table = tables.JobTable(
-                filtered.jobs,
+                jobs,
                 job_url=job_url,
                 running_ids=running.ids if running.is_known else None,
                 order_by=DEFAULT_ORDER[list_state],
                 exclude=HIDDEN_COLUMNS[list_state],
             )
-            paginate = {"paginator_class": LazyPaginator, "per_page": PER_PAGE}
-            RequestConfig(request, paginate=paginate).configure(table)
+            params.configure(
+                request,
+                table,
+                notices,
+                per_page=PER_PAGE,
+                paginator_class=params.UncountedPaginator,
+            )
         names = self.get_job_actions(request)
         actions = [
             (name, label)
             for name, label in self.get_action_choices(request, default_choices=[])
             if name in names
         ]
-        failed_names = (
-            [row.name for row in counts.by_queue.values() if row.failed],
-            [row.name for row in counts.by_task.values() if row.failed],
-        )
+        failed_names = _failed_names(list_state, counts, task)
         context = {
             **links.page_context(self, request, f"{list_state.capitalize()} jobs"),
+            "bad_params": notices,
             "list_state": list_state,
             "running": running,
             "counts": counts,
@@ -182,6 +200,9 @@ class JobAdminViews:
         is_running = holder is not None
         current_state = JobState.RUNNING if is_running else job.state
         start = JobStart.objects.filter(job_id=job.pk).first()
+        reasons = diagnosis.why_not_running(
+            job, current_state, running, state.read_workers(running)
+        )
         context = {
             **links.page_context(self, request, f"Job {job.pk}: {job.task}"),
             "job": job,
@@ -189,6 +210,7 @@ class JobAdminViews:
             "running": running,
             "holder": holder,
             "start": start,
+            "reasons": reasons,
             "args_json": json.dumps(
                 redact.redact_args(job.queue, job.args),
                 indent=2,
@@ -210,6 +232,19 @@ class JobAdminViews:
             "list_url": links.list_url_for(self),
         }
         return TemplateResponse(request, "dpq_admin/job.html", context)
+
+
+def _failed_names(
+    list_state: str, counts: job_counts.Counts, task: str
+) -> tuple[list[str], list[str]]:
+    """The queues and tasks "requeue all failed" offers: on a big table, the task the list
+    is filtered by (naming every failed task would read every failed job)."""
+    queues = [row.name for row in counts.by_queue.values() if row.failed]
+    if list_state != JobState.FAILED or not counts.total.failed:
+        return queues, []
+    if counts.tasks_known:
+        return queues, state.read_failed_names()[1]
+    return queues, [task] if task else []
 
 
 def _duration_or_blank(age: datetime.timedelta | None) -> str:

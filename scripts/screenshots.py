@@ -1,5 +1,6 @@
 """Take the README's screenshots of the dashboard: docs/dashboard.png, docs/job.png,
-docs/failed-jobs.png, and docs/demo.png from the running demo.
+docs/failed-jobs.png, docs/job-waiting.png, docs/health.png, and docs/demo.png from the
+running demo.
 
     DATABASE_URL=postgres://user@host/dpq_screens .venv/bin/python scripts/screenshots.py
 
@@ -255,10 +256,18 @@ def photograph(base: str, failed_id: int) -> None:
     DOCS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser, page = open_logged_in(playwright, base, USERNAME, PASSWORD)
+        from dpq.models import Job
+
+        # Claimed last: not held by one of the example workers.
+        waiting = (
+            Job.objects.queued().order_by("priority", "-execute_at", "-id").first()
+        )
         for path, name in (
             ("/admin/dpq/job/", "dashboard.png"),
             (f"/admin/dpq/job/{failed_id}/", "job.png"),
             ("/admin/dpq/job/failed/", "failed-jobs.png"),
+            (f"/admin/dpq/job/{waiting.pk}/", "job-waiting.png"),
+            ("/admin/dpq/job/health/", "health.png"),
         ):
             page.goto(base + path)
             page.screenshot(path=str(DOCS / name), full_page=True)

@@ -1,7 +1,8 @@
 """Every SQL statement dpq and dpq_admin run, named, with their locking behaviour.
 
 The statements live in modules by what they serve (claims, enqueue, repair, dashboard,
-schedules, tasks) and are all importable from here: ``from dpq import sql; sql.CLAIM_JOB``.
+diagnosis, health, schedules, tasks) and are all importable from here:
+``from dpq import sql; sql.CLAIM_JOB``.
 
 Values are always bound as named parameters (``%(name)s``). The only text substituted into
 a statement is a table name our own models define (``{job_table}``, ``{start_table}``),
@@ -40,16 +41,26 @@ from dpq.sql.claims import (
 )
 from dpq.sql.dashboard import (
     COUNT_JOBS_BY_STATE,
+    COUNT_JOBS_CAPPED,
     CREATE_PGROWLOCKS_EXTENSION,
     PGROWLOCKS_STATUS,
+    ROW_LOCKS_POSSIBLE,
     RUNNING_JOBS,
+    TASK_NAMES,
     WORKER_CONNECTIONS,
 )
+from dpq.sql.diagnosis import JOBS_AHEAD, READY_IN_QUEUE
 from dpq.sql.enqueue import (
     INSERT_JOB,
     INSERT_JOB_AND_NOTIFY,
     INSERT_JOBS,
     NOTIFY,
+)
+from dpq.sql.health import (
+    CONNECTION_USE,
+    JOB_TABLE_SIZES,
+    JOB_TABLE_STATS,
+    OLDEST_TRANSACTION,
 )
 from dpq.sql.repair import (
     DELETE_JOBS,
@@ -205,7 +216,9 @@ __all__ = [
     "CLAIM_JOBS_BY_ID",
     "CLEAR_FINISHED_JOB_STARTS",
     "CLEAR_JOB_STARTS",
+    "CONNECTION_USE",
     "COUNT_JOBS_BY_STATE",
+    "COUNT_JOBS_CAPPED",
     "CREATE_PGROWLOCKS_EXTENSION",
     "DELETE_JOBS",
     "DELETE_UNDECLARED_LAST_SCHEDULED",
@@ -215,16 +228,21 @@ __all__ = [
     "INSERT_JOBS",
     "INSERT_JOB_AND_NOTIFY",
     "INSERT_LAST_SCHEDULED",
+    "JOBS_AHEAD",
+    "JOB_TABLE_SIZES",
+    "JOB_TABLE_STATS",
     "LAST_SCHEDULED_STATES",
     "LAST_SCHEDULED_TABLE",
     "LOCK_JOBS_AFTER_FAILED_COMMIT",
     "LOCK_LAST_SCHEDULED",
     "LOCK_SCHEDULE",
     "NOTIFY",
+    "OLDEST_TRANSACTION",
     "PGROWLOCKS_STATUS",
     "PRUNE_TASK_RESULTS",
     "PUT_BACK_JOB",
     "PUT_BACK_JOBS_UNCHANGED",
+    "READY_IN_QUEUE",
     "RECORD_JOB_FAILURE",
     "RECORD_JOB_STARTS",
     "RECORD_LAST_SCHEDULED",
@@ -232,6 +250,7 @@ __all__ = [
     "RECORD_TASK_ATTEMPT",
     "RELOCK_LOST_CLAIMS",
     "REQUEUE_JOBS",
+    "ROW_LOCKS_POSSIBLE",
     "RUNNING_JOBS",
     "RUN_SCHEDULE_NOW",
     "SCHEDULER_NOW",
@@ -246,6 +265,7 @@ __all__ = [
     "SET_WORKER_CONNECTION",
     "START_TABLE",
     "TASK_ATTEMPTS",
+    "TASK_NAMES",
     "TASK_RESULT",
     "TASK_RESULT_TABLE",
     "TRANSACTION_ISOLATION",

@@ -69,3 +69,72 @@ WORKER_CONNECTIONS = """
     WHERE application_name LIKE 'dpq:%%' AND datname = current_database()
     ORDER BY application_name, pid
 """
+
+# Whether another transaction may hold row locks on the job table now: locking or changing a
+# row takes RowShareLock or RowExclusiveLock on its table until the transaction (or the
+# savepoint) ends, and pg_locks lists every one held, fast-path ones and prepared
+# transactions' (pid NULL) included. When none is held, no row is locked and the page need
+# not call pgrowlocks, which reads the whole table. One row, one boolean; catalogs only.
+# %(table_name)s is the job table's name, bound as text.
+ROW_LOCKS_POSSIBLE = """
+    SELECT EXISTS (
+        SELECT 1 FROM pg_locks
+        WHERE locktype = 'relation'
+          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND relation = to_regclass(%(table_name)s)
+          AND mode IN ('RowShareLock', 'RowExclusiveLock')
+          AND granted
+          AND pid IS DISTINCT FROM pg_backend_pid()
+    )
+"""
+
+# Job counts per queue that stop at %(limit)s rows each, so that a page costs the same at a
+# million jobs: queue names by a skip scan of the partial indexes (one probe per queue),
+# then per queue the ready, the delayed and the failed rows counted through
+# dpq_job_due_idx and dpq_job_failed_idx (index-only, at most %(limit)s entries each), and
+# the execute_at of its oldest ready job not in %(running_ids)s. One row per queue: queue,
+# ready, delayed, failed (each at most %(limit)s, running rows included), oldest ready.
+COUNT_JOBS_CAPPED = """
+    WITH RECURSIVE waiting(queue) AS (
+        (SELECT queue FROM {job_table} WHERE failed_at IS NULL ORDER BY queue LIMIT 1)
+        UNION ALL
+        SELECT (SELECT j.queue FROM {job_table} j
+                WHERE j.failed_at IS NULL AND j.queue > w.queue ORDER BY j.queue LIMIT 1)
+        FROM waiting w WHERE w.queue IS NOT NULL
+    ), failed(queue) AS (
+        (SELECT queue FROM {job_table} WHERE failed_at IS NOT NULL ORDER BY queue LIMIT 1)
+        UNION ALL
+        SELECT (SELECT j.queue FROM {job_table} j
+                WHERE j.failed_at IS NOT NULL AND j.queue > f.queue ORDER BY j.queue LIMIT 1)
+        FROM failed f WHERE f.queue IS NOT NULL
+    ), names(queue) AS (
+        SELECT queue FROM waiting WHERE queue IS NOT NULL
+        UNION
+        SELECT queue FROM failed WHERE queue IS NOT NULL
+    )
+    SELECT n.queue,
+           (SELECT count(*) FROM (
+                SELECT 1 FROM {job_table} j
+                WHERE j.queue = n.queue AND j.failed_at IS NULL AND j.execute_at <= now()
+                LIMIT %(limit)s) s),
+           (SELECT count(*) FROM (
+                SELECT 1 FROM {job_table} j
+                WHERE j.queue = n.queue AND j.failed_at IS NULL AND j.execute_at > now()
+                LIMIT %(limit)s) s),
+           (SELECT count(*) FROM (
+                SELECT 1 FROM {job_table} j
+                WHERE j.queue = n.queue AND j.failed_at IS NOT NULL
+                LIMIT %(limit)s) s),
+           (SELECT j.execute_at FROM {job_table} j
+            WHERE j.queue = n.queue AND j.failed_at IS NULL AND j.execute_at <= now()
+              AND j.id <> ALL(%(running_ids)s::bigint[])
+            ORDER BY j.execute_at LIMIT 1)
+    FROM names n
+    ORDER BY n.queue
+"""
+
+# The task names of the jobs in the table, sorted: the choices of a list's task filter.
+# Reads every row: run only while the table holds few jobs (see dpq_admin.counts).
+TASK_NAMES = """
+    SELECT DISTINCT task FROM {job_table} ORDER BY task
+"""

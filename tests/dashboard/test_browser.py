@@ -101,3 +101,40 @@ def test_dashboard_shows_running_job_and_its_worker(
     assert page.locator("#dpq-count-queued").inner_text() == "1"
     worker_row = page.locator("tr", has_text=WORKER_NAME).first
     assert str(job.id) in worker_row.inner_text()
+
+
+def test_health_page_from_the_dashboard(logged_in, live_server, make_job):
+    page = logged_in
+    make_job("noop")
+
+    page.goto(f"{live_server.url}{url('changelist')}")
+    page.click(f'a[href="{url("health")}"]')
+
+    page.wait_for_url(f"{live_server.url}{url('health')}")
+    assert page.locator("#dpq-health-connections th").inner_text() == (
+        "Connections in use"
+    )
+    assert (
+        "reserved for superusers"
+        in page.locator("#dpq-health-connections").inner_text()
+    )
+    assert page.locator("#dpq-health-size-dpq_job_claim_idx").count() == 1
+    assert page.locator(".dpq-nav a.dpq-current").inner_text() == "Health"
+
+
+def test_why_not_running_on_a_queued_jobs_page(logged_in, live_server, make_job):
+    page = logged_in
+    make_job("noop", priority=9)
+    job = make_job("noop")
+
+    page.goto(f"{live_server.url}{url('queued')}")
+    page.click(f'tr[data-job-id="{job.id}"] a[href="{url("job", job.id)}"]')
+
+    assert page.locator("#dpq-why-ahead").inner_text() == (
+        "1 job of queue 'default' comes before it (a higher priority, or due earlier)."
+    )
+    assert (
+        page.locator("#dpq-why-workers")
+        .inner_text()
+        .startswith("No worker serves queue 'default' now")
+    )

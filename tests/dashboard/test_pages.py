@@ -263,3 +263,63 @@ def test_change_url_redirects_to_job_page(viewer_client, make_job):
 
     assert response.status_code == 302
     assert response["Location"] == url("job", job.id)
+
+
+def why(response, key: str) -> str:
+    html = response.content.decode()
+    marker = f'id="dpq-why-{key}"'
+    start = html.index(">", html.index(marker)) + 1
+    return html[start : html.index("</li>", start)]
+
+
+@pytest.mark.django_db
+def test_job_page_says_why_a_queued_job_waits(viewer_client, make_job):
+    first = make_job("noop", priority=5)
+    make_job("noop", priority=5)
+    waiting = make_job("noop", priority=0)
+    make_job("noop", priority=0, failed_at=timezone.now())  # never ahead
+    Job.objects.filter(id__in=[first.id, waiting.id]).update(
+        execute_at=timezone.now() - datetime.timedelta(minutes=5)
+    )
+
+    response = viewer_client.get(url("job", waiting.id))
+
+    assert "It is due: it has been ready for" in why(response, "due")
+    assert why(response, "ahead") == (
+        "2 jobs of queue &#x27;default&#x27; come before it (a higher priority, or due "
+        "earlier)."
+    )
+    assert why(response, "workers").startswith(
+        "No worker serves queue &#x27;default&#x27; now"
+    )
+    assert why(response, "held") == "No connection holds its row."
+    first_page = viewer_client.get(url("job", first.id))
+    assert "it is the next one claimed" in why(first_page, "ahead")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_job_page_says_a_worker_serves_its_queue_and_when_a_delayed_job_is_due(
+    viewer_client, make_job, hold_job
+):
+    make_job("noop")
+    hold_job()  # a connection named dpq:default:testhost:4242:t1 holds it
+    later = make_job("noop", execute_at=timezone.now() + datetime.timedelta(hours=2))
+
+    response = viewer_client.get(url("job", later.id))
+
+    assert why(response, "due").startswith("It is not due yet: it runs in 1h 59m")
+    assert why(response, "workers") == (
+        f"1 worker connection serves queue &#x27;default&#x27; now: {WORKER_NAME}."
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_job_page_of_running_job_says_nothing_about_waiting(
+    viewer_client, make_job, hold_job
+):
+    job = make_job("noop")
+    hold_job()
+
+    response = viewer_client.get(url("job", job.id))
+
+    assert 'id="dpq-why-not-running"' not in response.content.decode()

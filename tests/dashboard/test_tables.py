@@ -184,9 +184,10 @@ def test_queued_list_marks_job_held_by_worker_as_running(
 
     response = viewer_client.get(url("queued"))
 
-    rows = {row.record.pk: row for row in response.context["table"].paginated_rows}
-    assert rows[held.id].get_cell("state") == "running"
-    assert rows[waiting.id].get_cell("state") == "queued"
+    table = response.context["table"]
+    rows = {row.record.pk: row.record for row in table.paginated_rows}
+    assert table.cell(rows[held.id], "state") == "running"
+    assert table.cell(rows[waiting.id], "state") == "queued"
     assert re.search(
         rf'class="[^"]*\bdpq-running\b[^"]*" data-job-id="{held.id}"',
         response.content.decode(),
