@@ -164,7 +164,10 @@ def statement_cursor(using: str) -> Iterator[Any]:
     # and the next cursor opens a new one.
     connection.close_if_health_check_failed()
     kept = getattr(connection, _KEPT_CURSOR, None)
-    if kept is None or kept[0] is not connection.connection:
+    raw = connection.connection
+    # A connection the driver knows is closed gets what connection.cursor() raises for it
+    # (InterfaceError: a lost connection), not a kept cursor's later errors.
+    if kept is None or kept[0] is not raw or raw.closed:
         opened = connection.cursor()
         kept = (connection.connection, opened)
         setattr(connection, _KEPT_CURSOR, kept)
