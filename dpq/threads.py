@@ -23,7 +23,7 @@ from django.db import (
     connections,
 )
 
-from dpq import runner, sql
+from dpq import driver, runner, sql
 from dpq.jobs import PreparedClaimMissing
 
 if TYPE_CHECKING:
@@ -341,9 +341,7 @@ class WorkerThread(threading.Thread):
             logger.warning(
                 "Worker thread %s lost its database connection (%s); reconnecting in %.1fs",
                 self.role,
-                str(exc).strip().splitlines()[0]
-                if str(exc).strip()
-                else type(exc).__name__,
+                driver.error_message(exc),
                 delay,
             )
         else:
