@@ -23,12 +23,15 @@ from tests.pgservers import DBNAME, Clusters, PrivateServer, running_jobs
 
 THREADS = 4
 # Long enough that the cut worker's tasks end after its link is back.
-CUT_TASK_SECONDS = 45
-# What the README recommends for the server: a silent client is dropped after ~11 s.
+CUT_TASK_SECONDS = 75
+# The server settings the README pairs with dpq's, shorter: a silent client is dropped after
+# about 11 s. Keepalives alone do not cover a session whose last reply was not acknowledged
+# yet when the link went (a delayed ACK): tcp_user_timeout does.
 SERVER_KEEPALIVES = {
     "tcp_keepalives_idle": 5,
     "tcp_keepalives_interval": 2,
     "tcp_keepalives_count": 3,
+    "tcp_user_timeout": 10000,
 }
 
 
@@ -105,6 +108,10 @@ def test_a_cut_workers_jobs_run_elsewhere_and_it_commits_none_of_them_later(
     other = start(other_host, "other")
     wait_until(lambda: len(runs(server)) == THREADS, 90)
     runnable_after = time.monotonic() - cut_at
+    # The cut worker notices too, without the link: its dispatcher's next query goes
+    # unanswered, and dpq's tcp_user_timeout ends the wait (the kernel alone: 15 minutes).
+    cut_worker.wait_for_log("The listening connection was lost", timeout=60)
+    noticed_after = time.monotonic() - cut_at
     cut_host.mend()
     # The cut worker's tasks end, find their sessions gone, and the worker reconnects.
     cut_worker.wait_for_log(
@@ -127,7 +134,8 @@ def test_a_cut_workers_jobs_run_elsewhere_and_it_commits_none_of_them_later(
     assert "stopped by an unexpected error" not in cut_worker.log
     print(
         f"network cut: the cut worker's {THREADS} jobs were run by the other worker "
-        f"{runnable_after:.1f}s after the cut"
+        f"{runnable_after:.1f}s after the cut; the cut worker noticed after "
+        f"{noticed_after:.1f}s"
     )
 
 
