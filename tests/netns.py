@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 
-import pytest
+from tests.pgservers import unavailable
 
 # One /16 per test process, so that two runs on one machine do not share addresses.
 NET = 200 + os.getpid() % 50
@@ -19,7 +19,7 @@ NET = 200 + os.getpid() % 50
 
 def require_namespaces() -> None:
     if os.getuid() != 0 or shutil.which("ip") is None:
-        pytest.skip(
+        unavailable(
             "needs root and iproute2 (ip netns) to give workers hosts of their own"
         )
 

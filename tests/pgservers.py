@@ -34,6 +34,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def unavailable(reason: str) -> None:
+    """Skip for a tool this machine lacks; fail in CI (DPQ_REQUIRE_DEPLOY), which installs it."""
+    if os.environ.get("DPQ_REQUIRE_DEPLOY"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 def require_server_binaries() -> None:
     if not BINDIRS or (os.getuid() == 0 and shutil.which("runuser") is None):
         pytest.fail("needs the PostgreSQL server binaries (initdb, pg_ctl)")

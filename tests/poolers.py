@@ -10,14 +10,14 @@ import time
 import pytest
 
 from dpq import driver
-from tests.pgservers import DBNAME, PrivateServer, free_port
+from tests.pgservers import DBNAME, PrivateServer, free_port, unavailable
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 
 
 def require_pgbouncer() -> None:
     if not os.path.exists(PGBOUNCER):
-        pytest.skip(
+        unavailable(
             "needs pgbouncer (apt-get install pgbouncer): the tests behind a pooler run "
             "Debian's package, not a stand-in"
         )
