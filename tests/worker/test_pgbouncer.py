@@ -162,8 +162,7 @@ def test_session_pooling_listens_and_runs_every_job_once(
     wait_until(lambda: server.query("SELECT count(*) FROM testapp_effect")[0][0], 15)
 
     enqueue_records(server, JOBS - 1)
-    with bouncer.server.connect().cursor() as cursor:
-        cursor.execute("SELECT pg_notify('dpq-tests', 'default')")
+    server.query("SELECT pg_notify('dpq-tests', 'default')")
     pages = dashboard_statuses(bouncer.url())
     wait_until(
         lambda: server.query("SELECT count(*) FROM dpq_job") == [(0,)], timeout=300
