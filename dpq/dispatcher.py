@@ -97,9 +97,7 @@ class Dispatcher:
                 )
                 logger.warning(
                     "The listening connection was lost (%s); reconnecting in %.1fs",
-                    str(exc).strip().splitlines()[0]
-                    if str(exc).strip()
-                    else type(exc).__name__,
+                    driver.error_message(exc),
                     delay,
                 )
                 self.close_listener()

@@ -27,6 +27,7 @@ __all__ = [
     "OperationalError",
     "binds_server_side",
     "connect",
+    "error_message",
     "errors",
     "is_psycopg3",
     "name",
@@ -68,6 +69,24 @@ def sqlstate(exc: BaseException) -> str | None:
     cause = exc.__cause__ or exc
     # psycopg2 names it pgcode, psycopg 3 sqlstate.
     return getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+
+
+def error_message(exc: BaseException) -> str:
+    """The whole message of ``exc`` on one line, for a log record.
+
+    libpq's message for a failed connection has a line per host it tried (the reason of
+    each: refused, read-only, timed out), each followed by indented hints: the hints join
+    their line, the hosts are separated by "; ".
+    """
+    parts: list[str] = []
+    for line in str(exc).splitlines():
+        if not line.strip():
+            continue
+        if line[:1].isspace() and parts:
+            parts[-1] += " " + line.strip()
+        else:
+            parts.append(line.strip())
+    return "; ".join(parts) or type(exc).__name__
 
 
 def received_notifies(raw: Any) -> list:

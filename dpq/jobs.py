@@ -29,6 +29,14 @@ DUPLICATE_PREPARED_STATEMENT = "42P05"
 HOSTNAME = socket.gethostname()
 
 
+class PreparedClaimMissing(DatabaseError):
+    """The prepared claim was not on the server connection that ran it (a pooler's).
+
+    Nothing was claimed: the caller rolls back and claims again, which from now on is
+    unprepared in every thread of the process.
+    """
+
+
 class JobStore:
     """The claim side of a Queue (its base class): claim, claim by id, give back.
 
@@ -49,7 +57,14 @@ class JobStore:
         statement = sql.CLAIM_JOB if limit == 1 else sql.CLAIM_JOBS
         connection = connections[self.using]
         prepared = getattr(connection, _PREPARED_CLAIM, None)
-        if limit == 1 and prepared is not None and prepared[0] is connection.connection:
+        # _prepare_claims is the process's: once one thread found the prepared claim
+        # missing, no thread executes its own any more.
+        if (
+            limit == 1
+            and self._prepare_claims
+            and prepared is not None
+            and prepared[0] is connection.connection
+        ):
             statement = prepared[1]
         params = {"queue": self.name, "exclude_ids": list(exclude_ids), "limit": limit}
         try:
@@ -59,6 +74,7 @@ class JobStore:
         except DatabaseError as exc:
             if driver.sqlstate(exc) == INVALID_SQL_STATEMENT_NAME:
                 self._lost_prepared_claim(connection)
+                raise PreparedClaimMissing(str(exc)) from exc
             raise
         jobs = self._claimed(rows)
         if len(jobs) > 1:

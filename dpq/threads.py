@@ -23,7 +23,8 @@ from django.db import (
     connections,
 )
 
-from dpq import runner, sql
+from dpq import driver, runner, sql
+from dpq.jobs import PreparedClaimMissing
 
 if TYPE_CHECKING:
     from dpq.models import BaseJob
@@ -303,6 +304,10 @@ class WorkerThread(threading.Thread):
         return len(outcome.runs)
 
     def handle_error(self, exc: BaseException, failures: int) -> None:
+        if isinstance(exc, PreparedClaimMissing):
+            # Rolled back before anything was claimed, on a working connection (the
+            # queue logged it once): claim again at once, unprepared.
+            return
         connection = connections[self.pool.queue.using]
         delay = min(RECONNECT_MAX_DELAY, RECONNECT_MIN_DELAY * 2 ** (failures - 1))
         # libpq rarely passes PostgreSQL's reason on: the server's message is lost when the
@@ -336,9 +341,7 @@ class WorkerThread(threading.Thread):
             logger.warning(
                 "Worker thread %s lost its database connection (%s); reconnecting in %.1fs",
                 self.role,
-                str(exc).strip().splitlines()[0]
-                if str(exc).strip()
-                else type(exc).__name__,
+                driver.error_message(exc),
                 delay,
             )
         else:

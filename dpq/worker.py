@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import connections
 
-from dpq import shutdown
+from dpq import keepalives, shutdown
 from dpq.dispatcher import Dispatcher, seconds_until
 from dpq.starts import ClaimsInFlight, StartCount
 from dpq.threads import (
@@ -220,6 +220,7 @@ class WorkerPool(Dispatcher):
     def run(self) -> int:
         """Run until stopped (signal, --burst, --max-jobs); return the process exit code."""
         self.install_signal_handlers()
+        keepalives.apply_worker_defaults(self.queue.using)
         delivery = "at-most-once" if self.queue.at_most_once else "at-least-once"
         logger.info(
             "dpq worker started: queue %r, %s%s, %s, %s delivery, database %s",

@@ -14,7 +14,7 @@ from django.db import IntegrityError, connections, transaction
 
 from dpq import driver as dpq_driver
 from dpq.decorators import retry
-from tests.testapp.models import Child, Counter, Effect
+from tests.testapp.models import Child, Counter, Effect, Run
 
 RAN: list[int] = []
 
@@ -103,6 +103,14 @@ def slow_record(queue, job):
     """Sleep ``args["seconds"]`` (default 0.3), then record: slow enough to run beside others."""
     time.sleep(float(job.args.get("seconds", 0.3)))
     return record(queue, job)
+
+
+def count_run(queue, job):
+    """Sleep ``args["seconds"][$DPQ_TEST_WORKER]`` (0 for any other worker), then write a Run
+    row naming that worker: one worker can be made slow, and a second commit shows."""
+    worker = os.environ.get("DPQ_TEST_WORKER", "")
+    time.sleep(float(job.args.get("seconds", {}).get(worker, 0)))
+    Run.objects.create(job_id=job.id, worker=worker)
 
 
 def wait_for_file(queue, job):
@@ -280,6 +288,7 @@ WORKER_TASKS = {
     **TASKS,
     "record_then_fail_on_commit": record_then_fail_on_commit,
     "slow_record": slow_record,
+    "count_run": count_run,
     "wait_for_file": wait_for_file,
     "stall_first_run": stall_first_run,
     **OUTCOME_TASKS,

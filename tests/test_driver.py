@@ -93,3 +93,18 @@ def test_wait_for_notifies_returns_at_the_timeout_when_nothing_arrives(listener)
 
     assert 0.2 < time.monotonic() - started < 10
     assert driver.received_notifies(listener) == []
+
+
+def test_error_message_keeps_every_host_libpq_tried_on_one_line():
+    libpq = (
+        'connection to server at "10.0.0.1", port 5432 failed: Connection refused\n'
+        "\tIs the server running on that host and accepting TCP/IP connections?\n"
+        'connection to server at "10.0.0.2", port 5432 failed: session is read-only\n'
+    )
+
+    assert driver.error_message(driver.OperationalError(libpq)) == (
+        'connection to server at "10.0.0.1", port 5432 failed: Connection refused '
+        "Is the server running on that host and accepting TCP/IP connections?; "
+        'connection to server at "10.0.0.2", port 5432 failed: session is read-only'
+    )
+    assert driver.error_message(driver.OperationalError("")) == "OperationalError"

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import pytest
 from django.db import DatabaseError, connection, transaction
 
 from dpq import sql
+from dpq.jobs import PreparedClaimMissing
 from dpq.models import Job
+from tests.conftest import start_thread
 
 
 def spy(sent: list[str]):
@@ -102,3 +105,37 @@ def test_a_prepared_claim_already_there_on_a_new_connection_is_given_up(
             assert queue.claim() == []
 
     assert "was there before it was prepared" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_prepared_claim_gone_missing_in_one_thread_stops_every_thread_preparing(
+    queue, make_job, caplog, no_prepared_statements
+):
+    """One fallback for the process: the other threads' prepared claims are not run again."""
+    job = make_job()
+    prepared = threading.Event()
+    fell_back = threading.Event()
+    sent: list[str] = []
+
+    def other_thread() -> list:
+        queue.prepare_claim()  # on this thread's own connection
+        prepared.set()
+        fell_back.wait(30)
+        with spy(sent), transaction.atomic():
+            return queue.claim()
+
+    other = start_thread(other_thread)
+    prepared.wait(30)
+    queue.prepare_claim()
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+    with caplog.at_level(logging.WARNING, logger="dpq"):
+        with pytest.raises(PreparedClaimMissing), transaction.atomic():
+            queue.claim()
+    fell_back.set()
+    other.join(30)
+
+    assert other.error is None
+    assert [claimed.id for claimed in other.result] == [job.id]
+    assert not any(statement.startswith("EXECUTE ") for statement in sent), sent
+    assert caplog.text.count("went missing") == 1

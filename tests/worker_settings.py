@@ -6,9 +6,20 @@ printed, with the thread that wrote it.
 
 from __future__ import annotations
 
+import json
 import os
 
 from tests.settings import *  # noqa: F403
+
+# DPQ_TEST_DATABASE: JSON keys that replace those of DATABASES["default"], OPTIONS merged
+# (a host list "a,b" with its ports "p1,p2", target_session_attrs, keepalives ...).
+if os.environ.get("DPQ_TEST_DATABASE"):
+    _override = json.loads(os.environ["DPQ_TEST_DATABASE"])
+    _options = {
+        **DATABASES["default"].get("OPTIONS", {}),  # noqa: F405
+        **_override.pop("OPTIONS", {}),
+    }
+    DATABASES["default"].update(_override, OPTIONS=_options)  # noqa: F405
 
 LOGGING = {
     "version": 1,

@@ -247,10 +247,14 @@ PUT_BACK_JOB = """
 # Lock again, in a transaction that commits, the jobs of claims this worker lost with its
 # connection (a server restart, a failover, a network cut) that the server rolled back: the
 # committed lock replaces the rolled-back claim's id in xmax, so the next claim of each does
-# not count a death (see FIND_DEAD_CLAIMS). Rows another worker holds are skipped.
+# not count a death (see FIND_DEAD_CLAIMS). Rows another worker holds are skipped. After a
+# failover, a claim's transaction id may be one the new primary has not reached (its WAL never
+# arrived): txid_status() raises for it, so the CASE asks only about ids this server assigned;
+# the others never locked a row here.
 RELOCK_LOST_CLAIMS = """
     SELECT j.id FROM {job_table} j
     JOIN unnest(%(ids)s::bigint[], %(claim_xids)s::bigint[]) AS t(id, claim_xid) ON t.id = j.id
-    WHERE txid_status(t.claim_xid) = 'aborted'
+    WHERE CASE WHEN t.claim_xid < txid_snapshot_xmax(txid_current_snapshot())
+               THEN txid_status(t.claim_xid) = 'aborted' END
     FOR UPDATE OF j SKIP LOCKED
 """

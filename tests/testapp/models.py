@@ -32,3 +32,14 @@ class Counter(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Run(models.Model):
+    """One row per job run that committed, with the worker that ran it; job_id is not unique,
+    so that a job committed twice shows as two rows."""
+
+    job_id = models.BigIntegerField(db_index=True)
+    worker = models.CharField(max_length=50)
+
+    def __str__(self) -> str:
+        return f"run of job {self.job_id} by {self.worker}"

@@ -108,7 +108,8 @@ def worker_process(transactional_db, tmp_path) -> Iterator:
     """Factory: ``worker_process("--burst", threads=4, queue="tests.queues.queue")``.
 
     ``env`` adds variables to the worker's environment (the test database's URL, the
-    logging settings and PYTHONPATH are set already); ``database`` replaces the URL.
+    logging settings and PYTHONPATH are set already); ``database`` replaces the URL;
+    ``prefix`` runs the worker through a command that execs it (``ip netns exec NS``).
     """
     started: list[WorkerProcess] = []
 
@@ -119,8 +120,9 @@ def worker_process(transactional_db, tmp_path) -> Iterator:
         command: str = "dpq_worker",
         database: str | None = None,
         env: dict[str, str] | None = None,
+        prefix: tuple[str, ...] = (),
     ) -> WorkerProcess:
-        argv = [sys.executable, "-m", "django", command]
+        argv = [*prefix, sys.executable, "-m", "django", command]
         if queue:
             argv.append(queue)
         if threads is not None:

@@ -157,9 +157,7 @@ def test_a_postgresql_restart_under_the_scheduling_worker_enqueues_each_due_time
     worker.wait_for_log(LEADS)
     wait_until(lambda: len(private_effects(private_server)) >= 3, 30)
 
-    private_server.pg_ctl(
-        "restart", "-m", "fast", "-l", str(private_server.home / "log")
-    )
+    private_server.restart()
     worker.wait_for_log(LEADS, timeout=60, count=2)
     after = len(private_effects(private_server))
     wait_until(lambda: len(private_effects(private_server)) >= after + 3, 30)

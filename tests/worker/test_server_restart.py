@@ -6,121 +6,22 @@ leaves the suite's own server alone.
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from dpq import driver
 from tests.conftest import wait_until
-from tests.worker.conftest import ROOT
-
-BINDIRS = sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class PrivateServer:
-    def __init__(self, home: Path) -> None:
-        self.bindir = Path(BINDIRS[0])
-        self.home = home
-        self.data = home / "data"
-        self.port = free_port()
-        self.user = "postgres" if os.getuid() == 0 else None
-
-    def run(self, *argv: str) -> None:
-        prefix = ["runuser", "-u", self.user, "--"] if self.user else []
-        subprocess.run([*prefix, *argv], check=True, capture_output=True, timeout=120)
-
-    def pg_ctl(self, *args: str) -> None:
-        options = f"-p {self.port} -k {self.home} -c listen_addresses=127.0.0.1"
-        self.run(
-            str(self.bindir / "pg_ctl"),
-            "-D",
-            str(self.data),
-            "-o",
-            options,
-            "-w",
-            *args,
-        )
-
-    def url(self, dbname: str = "postgres") -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/{dbname}"
-
-    def connect(self, dbname: str = "dpq_restart"):
-        raw = driver.connect(self.url(dbname))
-        raw.autocommit = True
-        return raw
-
-    def query(self, statement: str, params: tuple = ()) -> list[tuple]:
-        raw = self.connect()
-        try:
-            with raw.cursor() as cursor:
-                cursor.execute(statement, params)
-                return cursor.fetchall() if cursor.description else []
-        finally:
-            raw.close()
+from tests.pgservers import Clusters, PrivateServer, running_jobs
 
 
 @pytest.fixture
 def private_server() -> Iterator[PrivateServer]:
-    if not BINDIRS or (os.getuid() == 0 and shutil.which("runuser") is None):
-        pytest.fail("needs the PostgreSQL server binaries (initdb, pg_ctl)")
-    # Not under pytest's tmp_path: as root the server runs as postgres, who cannot enter it.
-    home = Path(tempfile.mkdtemp(prefix="dpq-restart-"))
-    server = PrivateServer(home)
-    if server.user:
-        shutil.chown(home, server.user)
-    server.run(
-        str(server.bindir / "initdb"), "-D", str(server.data), "-U", "postgres",
-        "--auth=trust",
-    )  # fmt: skip
-    server.pg_ctl("start", "-l", str(home / "log"))
+    clusters = Clusters()
     try:
-        raw = driver.connect(server.url())
-        raw.autocommit = True
-        with raw.cursor() as cursor:
-            cursor.execute("CREATE DATABASE dpq_restart")
-        raw.close()
-        subprocess.run(
-            [sys.executable, "-m", "django", "migrate", "-v0"],
-            check=True,
-            cwd=ROOT,
-            timeout=120,
-            env={
-                **os.environ,
-                "DATABASE_URL": server.url("dpq_restart"),
-                "DJANGO_SETTINGS_MODULE": "tests.worker_settings",
-                "PYTHONPATH": str(ROOT),
-            },
-        )
-        yield server
+        yield clusters.primary()
     finally:
-        server.pg_ctl("stop", "-m", "immediate")
-        shutil.rmtree(home, ignore_errors=True)
-
-
-def running_jobs(server: PrivateServer) -> int:
-    """Worker threads inside a job's transaction (a task sleeps with it open)."""
-    try:
-        return server.query(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'dpq:%%:t%%' "
-            "AND state = 'idle in transaction'"
-        )[0][0]
-    except driver.OperationalError:
-        return 0
+        clusters.close()
 
 
 @pytest.mark.slow
@@ -141,9 +42,7 @@ def test_a_server_restart_is_not_a_crash_of_every_running_job(
     )
     wait_until(lambda: running_jobs(private_server) == 8, 60)
 
-    private_server.pg_ctl(
-        "restart", "-m", "fast", "-l", str(private_server.home / "log")
-    )
+    private_server.restart()
     up = time.monotonic()
     wait_until(lambda: running_jobs(private_server) == 8, 60)
     back_in = time.monotonic() - up
