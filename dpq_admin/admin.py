@@ -1,7 +1,8 @@
 """JobAdmin: the "Jobs" entry of the admin index, its URLs, permissions and actions.
 
-Its pages come from two mixins: ``JobAdminViews`` (views.py: the dashboard, the job
-lists, a job) and ``JobAdminActions`` (actions.py: requeue, delete, their confirmation).
+Its pages come from three mixins: ``JobAdminViews`` (views.py: the dashboard, the job
+lists, a job), ``JobAdminActions`` (actions.py: requeue, delete, their confirmation) and
+``JobAdminControls`` (controls.py: edit and requeue, run again).
 Django's own add, change and delete pages and its delete_selected action are refused,
 redirected or answered by dpq's, so no URL waits on a worker's row lock.
 """
@@ -17,11 +18,12 @@ from django.urls import URLPattern, path
 from dpq.models import Job
 from dpq_admin import links
 from dpq_admin.actions import JobAdminActions
+from dpq_admin.controls import JobAdminControls
 from dpq_admin.views import JobAdminViews
 
 
 @admin.register(Job)
-class JobAdmin(JobAdminViews, JobAdminActions, admin.ModelAdmin):
+class JobAdmin(JobAdminViews, JobAdminActions, JobAdminControls, admin.ModelAdmin):
     actions = ["requeue_jobs", "delete_jobs"]
     # A selection larger than this is refused; pages show 50 jobs.
     max_selected = 1000
@@ -78,6 +80,16 @@ class JobAdmin(JobAdminViews, JobAdminActions, admin.ModelAdmin):
                 "requeue-failed/",
                 wrap(self.requeue_failed_view, links.POST_ONLY),
                 name="{}_{}_requeue_failed".format(*info),
+            ),
+            path(
+                "<int:job_id>/edit/",
+                wrap(self.edit_job_view, (*links.SAFE_METHODS, *links.POST_ONLY)),
+                name="{}_{}_edit".format(*info),
+            ),
+            path(
+                "<int:job_id>/run-again/",
+                wrap(self.run_again_view, links.POST_ONLY),
+                name="{}_{}_run_again".format(*info),
             ),
         ]
         return pages + super().get_urls()

@@ -1,7 +1,7 @@
 """Every SQL statement dpq and dpq_admin run, named, with their locking behaviour.
 
 The statements live in modules by what they serve (claims, enqueue, repair, dashboard,
-schedules) and are all importable from here: ``from dpq import sql; sql.CLAIM_JOB``.
+schedules, controls) and are all importable from here: ``from dpq import sql; sql.CLAIM_JOB``.
 
 Values are always bound as named parameters (``%(name)s``). The only text substituted into
 a statement is a table name our own models define (``{job_table}``, ``{start_table}``),
@@ -36,6 +36,13 @@ from dpq.sql.claims import (
     RECORD_JOB_STARTS,
     RELOCK_LOST_CLAIMS,
     TRANSACTION_ISOLATION,
+)
+from dpq.sql.controls import (
+    EDIT_JOB,
+    JOB_EXISTS,
+    LOCK_JOB_FOR_EDIT,
+    RUN_JOB_AGAIN,
+    SCHEDULED_QUEUE_CHANNEL,
 )
 from dpq.sql.dashboard import (
     COUNT_JOBS_BY_STATE,
@@ -174,14 +181,17 @@ __all__ = [
     "DELETE_JOBS",
     "DELETE_UNDECLARED_LAST_SCHEDULED",
     "DELETE_UNDECLARED_SCHEDULES",
+    "EDIT_JOB",
     "FIND_DEAD_CLAIMS",
     "INSERT_JOB",
     "INSERT_JOBS",
     "INSERT_JOB_AND_NOTIFY",
     "INSERT_LAST_SCHEDULED",
+    "JOB_EXISTS",
     "LAST_SCHEDULED_STATES",
     "LAST_SCHEDULED_TABLE",
     "LOCK_JOBS_AFTER_FAILED_COMMIT",
+    "LOCK_JOB_FOR_EDIT",
     "LOCK_LAST_SCHEDULED",
     "LOCK_SCHEDULE",
     "NOTIFY",
@@ -195,7 +205,9 @@ __all__ = [
     "RELOCK_LOST_CLAIMS",
     "REQUEUE_JOBS",
     "RUNNING_JOBS",
+    "RUN_JOB_AGAIN",
     "RUN_SCHEDULE_NOW",
+    "SCHEDULED_QUEUE_CHANNEL",
     "SCHEDULER_NOW",
     "SCHEDULE_STATES",
     "SCHEDULE_TABLE",
