@@ -19,11 +19,14 @@ from dpq.models import Job
 from dpq_admin import links
 from dpq_admin.actions import JobAdminActions
 from dpq_admin.controls import JobAdminControls
+from dpq_admin.pauses import JobAdminPauses
 from dpq_admin.views import JobAdminViews
 
 
 @admin.register(Job)
-class JobAdmin(JobAdminViews, JobAdminActions, JobAdminControls, admin.ModelAdmin):
+class JobAdmin(
+    JobAdminViews, JobAdminActions, JobAdminControls, JobAdminPauses, admin.ModelAdmin
+):
     actions = ["requeue_jobs", "delete_jobs"]
     # A selection larger than this is refused; pages show 50 jobs.
     max_selected = 1000
@@ -90,6 +93,16 @@ class JobAdmin(JobAdminViews, JobAdminActions, JobAdminControls, admin.ModelAdmi
                 "<int:job_id>/run-again/",
                 wrap(self.run_again_view, links.POST_ONLY),
                 name="{}_{}_run_again".format(*info),
+            ),
+            path(
+                "pause/",
+                wrap(self.pause_queue_view, links.POST_ONLY),
+                name="{}_{}_pause_queue".format(*info),
+            ),
+            path(
+                "resume/",
+                wrap(self.resume_queue_view, links.POST_ONLY),
+                name="{}_{}_resume_queue".format(*info),
             ),
         ]
         return pages + super().get_urls()

@@ -61,6 +61,7 @@ DUMMY_PARAMS = {
     "next_due_at": NOW,
     "job_id": 1,
     "paused": True,
+    "paused_by": "operator",
 }
 
 # Placeholders whose type depends on the statement.
@@ -85,6 +86,8 @@ NOT_STATEMENTS = {
     "START_TABLE",
     "SCHEDULE_TABLE",
     "LAST_SCHEDULED_TABLE",
+    "PAUSE_TABLE",
+    "PAUSE_CHANNEL",
     "DEFAULT_DB_ALIAS",
 }
 

@@ -1,7 +1,7 @@
 """Every SQL statement dpq and dpq_admin run, named, with their locking behaviour.
 
 The statements live in modules by what they serve (claims, enqueue, repair, dashboard,
-schedules, controls) and are all importable from here: ``from dpq import sql; sql.CLAIM_JOB``.
+schedules, controls, pauses) and are all importable from here: ``from dpq import sql; sql.CLAIM_JOB``.
 
 Values are always bound as named parameters (``%(name)s``). The only text substituted into
 a statement is a table name our own models define (``{job_table}``, ``{start_table}``),
@@ -57,6 +57,13 @@ from dpq.sql.enqueue import (
     INSERT_JOBS,
     NOTIFY,
 )
+from dpq.sql.pauses import (
+    PAUSE_CHANNEL,
+    PAUSE_QUEUE,
+    PAUSED_QUEUES,
+    QUEUE_PAUSE,
+    RESUME_QUEUE,
+)
 from dpq.sql.repair import (
     DELETE_JOBS,
     REQUEUE_JOBS,
@@ -88,6 +95,7 @@ from dpq.sql.schedules import (
 START_TABLE = "dpq_jobstart"
 SCHEDULE_TABLE = "dpq_schedule"
 LAST_SCHEDULED_TABLE = "dpq_scheduler_lastscheduledfor"
+PAUSE_TABLE = "dpq_queuepause"
 
 
 @functools.lru_cache(maxsize=64)
@@ -128,6 +136,7 @@ def render(statement: str, job_table: str = "dpq_job") -> str:
         start_table=quote(START_TABLE),
         schedule_table=quote(SCHEDULE_TABLE),
         last_scheduled_table=quote(LAST_SCHEDULED_TABLE),
+        pause_table=quote(PAUSE_TABLE),
     )
 
 
@@ -195,15 +204,21 @@ __all__ = [
     "LOCK_LAST_SCHEDULED",
     "LOCK_SCHEDULE",
     "NOTIFY",
+    "PAUSED_QUEUES",
+    "PAUSE_CHANNEL",
+    "PAUSE_QUEUE",
+    "PAUSE_TABLE",
     "PGROWLOCKS_STATUS",
     "PUT_BACK_JOB",
     "PUT_BACK_JOBS_UNCHANGED",
+    "QUEUE_PAUSE",
     "RECORD_JOB_FAILURE",
     "RECORD_JOB_STARTS",
     "RECORD_LAST_SCHEDULED",
     "RECORD_SCHEDULED_JOB",
     "RELOCK_LOST_CLAIMS",
     "REQUEUE_JOBS",
+    "RESUME_QUEUE",
     "RUNNING_JOBS",
     "RUN_JOB_AGAIN",
     "RUN_SCHEDULE_NOW",

@@ -69,3 +69,28 @@ def test_run_again_from_browser_opens_the_copy(logged_in, live_server, make_job)
     page.wait_for_url(f"{live_server.url}{url('job', copy.id)}")
     assert f"a copy of job {job.id}" in page.locator(".messagelist").inner_text()
     assert page.locator("#dpq-job-state").inner_text() == "queued"
+
+
+def test_pause_and_resume_from_browser(logged_in, live_server, make_job):
+    from django.contrib.auth.models import Permission, User
+
+    from dpq import pauses
+
+    page = logged_in
+    User.objects.get(username="operator").user_permissions.add(
+        Permission.objects.get(codename="change_queuepause")
+    )
+    job = make_job("noop")
+
+    page.goto(live_server.url + url("changelist"))
+    page.click(f'#dpq-pauses tr[data-queue="{job.queue}"] button')
+    assert "Paused queue" in page.locator(".messagelist").inner_text()
+    assert (
+        "paused"
+        in page.locator(f'#dpq-pauses tr[data-queue="{job.queue}"]').inner_text()
+    )
+    assert pauses.queue_pause(job.queue) is not None
+
+    page.click(f'#dpq-pauses tr[data-queue="{job.queue}"] button:has-text("Resume")')
+    assert "Resumed queue" in page.locator(".messagelist").inner_text()
+    assert pauses.queue_pause(job.queue) is None
