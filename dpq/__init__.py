@@ -9,4 +9,9 @@ def __getattr__(name: str) -> object:
         from dpq.schedules import Schedule
 
         return Schedule
+    # dpq.pause_queue(name), dpq.resume_queue(name), dpq.paused_queues(): dpq/pauses.py.
+    if name in ("pause_queue", "resume_queue", "paused_queues"):
+        from dpq import pauses
+
+        return getattr(pauses, name)
     raise AttributeError(f"module 'dpq' has no attribute {name!r}")

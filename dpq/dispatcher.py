@@ -1,4 +1,5 @@
-"""The worker's main thread: LISTEN, and wake one idle thread per notification or due job.
+"""The worker's main thread: LISTEN, wake one idle thread per notification or due job, and
+follow the queue's pause (dpq/pauses.py).
 
 A mixin of WorkerPool (dpq/worker.py), which owns the threads, the stop event and the
 wake-up pipe this loop waits on.
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import connections
 
-from dpq import driver, sql
+from dpq import driver, pauses, sql
 from dpq.threads import RECONNECT_MAX_DELAY, RECONNECT_MIN_DELAY, application_name
 
 if TYPE_CHECKING:
@@ -45,6 +46,8 @@ class Dispatcher:
     _due_hint: float | None
     _running_threads: int
     _lock: threading.Lock
+    paused: pauses.Pause | None
+    pause_known: threading.Event
 
     def dispatch(self) -> None:
         """Wake threads on notifications and when delayed jobs fall due, until stopped."""
@@ -70,7 +73,8 @@ class Dispatcher:
                 if self._listener is None:
                     self._listener = self.connect_listener()
                     failures = 0
-                    self.wake_one()
+                    next_check = 0.0  # read the pause state before waking anyone
+                    now = time.monotonic()
                 if now >= next_check or (next_due is not None and now >= next_due):
                     has_ready, next_due = self.check_due()
                     next_check = now + self.options.delay
@@ -83,8 +87,13 @@ class Dispatcher:
                 # Read whether the socket woke us or not: notifications that came in during
                 # check_due() have been read off the socket already.
                 received = driver.received_notifies(self._listener)
-                count = len(received)
+                pause_notices = sum(
+                    1 for notice in received if notice.channel == sql.PAUSE_CHANNEL
+                )
+                count = len(received) - pause_notices
                 received.clear()
+                if pause_notices:
+                    next_check = 0.0  # a queue was paused or resumed: read it now
                 if count:
                     logger.debug("Woken by %s notification(s)", count)
                     for _ in range(min(count, self.options.threads)):
@@ -120,17 +129,46 @@ class Dispatcher:
             cursor.execute(sql.SET_APPLICATION_NAME, {"name": name})
             if self.listen:
                 cursor.execute(sql.listen_statement(self.queue.notify_channel, raw))
+            cursor.execute(sql.listen_statement(sql.PAUSE_CHANNEL, raw))
         return raw
 
     def check_due(self) -> tuple[bool, float | None]:
-        """Is a job ready now, and when (monotonic time) is the next delayed one due?"""
+        """Is a job ready now (never while the queue is paused), and when (monotonic time)
+        is the next delayed one due?"""
         statement = sql.render(sql.CHECK_DUE_JOBS, self.queue.job_table)
         with self._listener.cursor() as cursor:
+            cursor.execute(sql.render(sql.QUEUE_PAUSE), {"queue": self.queue.name})
+            self.note_pause(cursor.fetchone())
             cursor.execute(statement, {"queue": self.queue.name})
             has_ready, seconds = cursor.fetchone()
+        if self.paused is not None:
+            has_ready = False
         if seconds is None:
             return bool(has_ready), None
         return bool(has_ready), time.monotonic() + max(0.0, seconds)
+
+    def note_pause(self, row: tuple | None) -> None:
+        """Record whether the queue is paused; say so when that changes, wake threads on resume."""
+        was_paused = self.paused is not None
+        self.paused = pauses.Pause(self.queue.name, *row) if row else None
+        if self.paused is not None and not was_paused:
+            logger.info(
+                "Queue %r is paused (since %s%s): not claiming until it is resumed; "
+                "running jobs finish",
+                self.queue.name,
+                self.paused.paused_at.isoformat(sep=" ", timespec="seconds"),
+                f", by {self.paused.paused_by}" if self.paused.paused_by else "",
+                extra={"queue": self.queue.name},
+            )
+        elif was_paused and self.paused is None:
+            logger.info(
+                "Queue %r is resumed: claiming again",
+                self.queue.name,
+                extra={"queue": self.queue.name},
+            )
+            for _ in range(self.options.threads):
+                self.wake_one()
+        self.pause_known.set()
 
     def close_listener(self) -> None:
         if self._listener is not None:

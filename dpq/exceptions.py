@@ -29,5 +29,17 @@ class QueueConfigurationError(DpqError, ValueError):
     """A Queue was built with settings that cannot work."""
 
 
+class JobNotFoundError(DpqError, LookupError):
+    """A job id that names no job (it ran and succeeded, or it was deleted)."""
+
+
+class JobRunningError(DpqError):
+    """A job a worker holds (it is running), so it cannot be changed now."""
+
+
+class JobNotEditableError(DpqError, ValueError):
+    """A job that an edit does not apply to (a queued job), or an edit that is wrong."""
+
+
 class CrashLimitExceeded(DpqError):
     """The worker process died too many times while running a job."""

@@ -393,3 +393,22 @@ class TaskResult(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id}: {self.task_path} {self.status}"
+
+
+class QueuePause(models.Model):
+    """A paused queue: its workers claim nothing while this row exists.
+
+    Written by ``dpq.pauses`` (or by hand in SQL); a trigger sends NOTIFY on the channel
+    ``dpq_pause`` with the queue's name on every change, so workers learn of it at once.
+    """
+
+    queue = models.CharField(max_length=100, primary_key=True)
+    paused_at = models.DateTimeField(default=timezone.now, db_default=Now())
+    paused_by = models.CharField(max_length=200, blank=True, default="", db_default="")
+
+    class Meta:
+        db_table = "dpq_queuepause"
+        verbose_name = "queue pause"
+
+    def __str__(self) -> str:
+        return f"{self.queue} paused since {self.paused_at}"

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 
-from dpq import driver, events, exceptions, outcomes, runner, signals, sql
+from dpq import driver, events, exceptions, outcomes, pauses, runner, signals, sql
 from dpq.jobs import HOSTNAME, JobStore
 from dpq.models import PRIORITY_MAX, PRIORITY_MIN, BaseJob, Job, JSONValue
 from dpq.retry import RetryPolicy
@@ -301,6 +301,14 @@ class Queue(JobStore):
         }
 
     # --- LISTEN / NOTIFY ------------------------------------------------------------------
+
+    def pause(self, *, by: str = "") -> bool:
+        """Pause this queue: its workers stop claiming, running jobs finish (dpq.pauses)."""
+        return pauses.pause_queue(self.name, by=by, using=self.using)
+
+    def resume(self) -> bool:
+        """Resume this queue after pause(); False when it was not paused."""
+        return pauses.resume_queue(self.name, using=self.using)
 
     def listen(self) -> None:
         """LISTEN on the queue's channel with this thread's connection."""

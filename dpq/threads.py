@@ -112,6 +112,10 @@ class WorkerThread(threading.Thread):
         failures = 0
         try:
             while not pool.stopping.is_set():
+                if pool.wait_if_paused(self):
+                    if pool.options.burst:
+                        break
+                    continue
                 if not pool.reserve_job():
                     break
                 try:

@@ -31,6 +31,7 @@ from dpq.threads import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from dpq.pauses import Pause
     from dpq.queue import Queue, RunResult
 
 logger = logging.getLogger(__name__)
@@ -95,6 +96,9 @@ class WorkerPool(Dispatcher):
         # The claims the threads hold open: a lost connection's rollback is not a death.
         self.claims = ClaimsInFlight()
         self.stopping = threading.Event()
+        # The queue's pause as the dispatcher last read it; threads claim only once it was read.
+        self.paused: Pause | None = None
+        self.pause_known = threading.Event()
         self.jobs_started = 0
         self.failed = False
         self._lock = threading.Lock()
@@ -181,6 +185,15 @@ class WorkerPool(Dispatcher):
             if thread in self._idle:
                 self._idle.remove(thread)
 
+    def wait_if_paused(self, thread: WorkerThread) -> bool:
+        """Before a claim: True when the queue is paused, after idling until woken."""
+        self.pause_known.wait()
+        if self.paused is None:
+            return False
+        if not self.options.burst:
+            self.idle(thread)
+        return True
+
     def note_result(self, result: RunResult) -> None:
         """Tell the dispatcher when a job put back for a retry falls due."""
         job, _, exc = result
@@ -206,6 +219,7 @@ class WorkerPool(Dispatcher):
 
     def stop(self) -> None:
         self.stopping.set()
+        self.pause_known.set()
         with self._lock:
             for thread in self._idle:
                 thread.wake.set()

@@ -1,8 +1,9 @@
 """JobAdmin: the "Jobs" entry of the admin index, its URLs, permissions and actions.
 
-Its pages come from three mixins: ``JobAdminViews`` (views.py: the dashboard, the job
-lists, a job), ``JobAdminActions`` (actions.py: requeue, delete, their confirmation) and
-``JobAdminHealth`` (health.py: the Queue health page).
+Its pages come from five mixins: ``JobAdminViews`` (views.py: the dashboard, the job
+lists, a job), ``JobAdminActions`` (actions.py: requeue, delete, their confirmation),
+``JobAdminHealth`` (health.py: the Queue health page), ``JobAdminControls`` (controls.py:
+edit and requeue, run again) and ``JobAdminPauses`` (pauses.py: pause and resume a queue).
 Django's own add, change and delete pages and its delete_selected action are refused,
 redirected or answered by dpq's, so no URL waits on a worker's row lock.
 """
@@ -18,12 +19,21 @@ from django.urls import URLPattern, path
 from dpq.models import Job, TaskResult
 from dpq_admin import links
 from dpq_admin.actions import JobAdminActions
+from dpq_admin.controls import JobAdminControls
 from dpq_admin.health import JobAdminHealth
+from dpq_admin.pauses import JobAdminPauses
 from dpq_admin.views import JobAdminViews
 
 
 @admin.register(Job)
-class JobAdmin(JobAdminViews, JobAdminActions, JobAdminHealth, admin.ModelAdmin):
+class JobAdmin(
+    JobAdminViews,
+    JobAdminActions,
+    JobAdminHealth,
+    JobAdminControls,
+    JobAdminPauses,
+    admin.ModelAdmin,
+):
     actions = ["requeue_jobs", "delete_jobs"]
     # A selection larger than this is refused; pages show 50 jobs.
     max_selected = 1000
@@ -85,6 +95,26 @@ class JobAdmin(JobAdminViews, JobAdminActions, JobAdminHealth, admin.ModelAdmin)
                 "requeue-failed/",
                 wrap(self.requeue_failed_view, links.POST_ONLY),
                 name="{}_{}_requeue_failed".format(*info),
+            ),
+            path(
+                "<int:job_id>/edit/",
+                wrap(self.edit_job_view, (*links.SAFE_METHODS, *links.POST_ONLY)),
+                name="{}_{}_edit".format(*info),
+            ),
+            path(
+                "<int:job_id>/run-again/",
+                wrap(self.run_again_view, links.POST_ONLY),
+                name="{}_{}_run_again".format(*info),
+            ),
+            path(
+                "pause/",
+                wrap(self.pause_queue_view, links.POST_ONLY),
+                name="{}_{}_pause_queue".format(*info),
+            ),
+            path(
+                "resume/",
+                wrap(self.resume_queue_view, links.POST_ONLY),
+                name="{}_{}_resume_queue".format(*info),
             ),
         ]
         return pages + super().get_urls()

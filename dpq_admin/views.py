@@ -22,6 +22,7 @@ from django.template.response import TemplateResponse
 from dpq.models import Job, JobStart, JobState
 from dpq_admin import counts as job_counts
 from dpq_admin import diagnosis, forms, links, params, redact, state, tables
+from dpq_admin.pauses import pause_context
 
 PER_PAGE = 50
 # Columns a list of each state leaves out (the rest say nothing about that state).
@@ -93,6 +94,7 @@ class JobAdminViews:
             "worker_table": worker_table,
             "running_table": running_table,
             "list_url": list_url,
+            **pause_context(self, request, counts.queue_names),
         }
         return TemplateResponse(request, "dpq_admin/dashboard.html", context)
 

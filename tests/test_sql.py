@@ -73,6 +73,7 @@ DUMMY_PARAMS = {
     "started_at": NOW,
     "finished_at": NOW,
     "cutoff": NOW,
+    "paused_by": "operator",
 }
 
 # Placeholders whose type depends on the statement.
@@ -99,6 +100,8 @@ NOT_STATEMENTS = {
     "SCHEDULE_TABLE",
     "LAST_SCHEDULED_TABLE",
     "TASK_RESULT_TABLE",
+    "PAUSE_TABLE",
+    "PAUSE_CHANNEL",
     "DEFAULT_DB_ALIAS",
 }
 

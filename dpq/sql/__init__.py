@@ -1,8 +1,8 @@
 """Every SQL statement dpq and dpq_admin run, named, with their locking behaviour.
 
 The statements live in modules by what they serve (claims, enqueue, repair, dashboard,
-diagnosis, health, schedules, tasks) and are all importable from here:
-``from dpq import sql; sql.CLAIM_JOB``.
+controls, diagnosis, health, pauses, schedules, tasks) and are all importable from
+here: ``from dpq import sql; sql.CLAIM_JOB``.
 
 Values are always bound as named parameters (``%(name)s``). The only text substituted into
 a statement is a table name our own models define (``{job_table}``, ``{start_table}``),
@@ -39,6 +39,13 @@ from dpq.sql.claims import (
     RELOCK_LOST_CLAIMS,
     TRANSACTION_ISOLATION,
 )
+from dpq.sql.controls import (
+    EDIT_JOB,
+    JOB_EXISTS,
+    LOCK_JOB_FOR_EDIT,
+    RUN_JOB_AGAIN,
+    SCHEDULED_QUEUE_CHANNEL,
+)
 from dpq.sql.dashboard import (
     COUNT_JOBS_BY_STATE,
     COUNT_JOBS_CAPPED,
@@ -61,6 +68,13 @@ from dpq.sql.health import (
     JOB_TABLE_SIZES,
     JOB_TABLE_STATS,
     OLDEST_TRANSACTION,
+)
+from dpq.sql.pauses import (
+    PAUSE_CHANNEL,
+    PAUSE_QUEUE,
+    PAUSED_QUEUES,
+    QUEUE_PAUSE,
+    RESUME_QUEUE,
 )
 from dpq.sql.repair import (
     DELETE_JOBS,
@@ -102,6 +116,7 @@ LAST_SCHEDULED_TABLE = "dpq_scheduler_lastscheduledfor"
 TASK_RESULT_TABLE = "dpq_taskresult"
 # The attribute of a DatabaseWrapper holding dpq's kept cursor: (driver connection, cursor).
 _KEPT_CURSOR = "dpq_kept_cursor"
+PAUSE_TABLE = "dpq_queuepause"
 
 
 @functools.lru_cache(maxsize=64)
@@ -143,6 +158,7 @@ def render(statement: str, job_table: str = "dpq_job") -> str:
         schedule_table=quote(SCHEDULE_TABLE),
         last_scheduled_table=quote(LAST_SCHEDULED_TABLE),
         task_result_table=quote(TASK_RESULT_TABLE),
+        pause_table=quote(PAUSE_TABLE),
     )
 
 
@@ -226,25 +242,33 @@ __all__ = [
     "DELETE_JOBS",
     "DELETE_UNDECLARED_LAST_SCHEDULED",
     "DELETE_UNDECLARED_SCHEDULES",
+    "EDIT_JOB",
     "FIND_DEAD_CLAIMS",
     "INSERT_JOB",
     "INSERT_JOBS",
     "INSERT_JOB_AND_NOTIFY",
     "INSERT_LAST_SCHEDULED",
     "JOBS_AHEAD",
+    "JOB_EXISTS",
     "JOB_TABLE_SIZES",
     "JOB_TABLE_STATS",
     "LAST_SCHEDULED_STATES",
     "LAST_SCHEDULED_TABLE",
     "LOCK_JOBS_AFTER_FAILED_COMMIT",
+    "LOCK_JOB_FOR_EDIT",
     "LOCK_LAST_SCHEDULED",
     "LOCK_SCHEDULE",
     "NOTIFY",
     "OLDEST_TRANSACTION",
+    "PAUSED_QUEUES",
+    "PAUSE_CHANNEL",
+    "PAUSE_QUEUE",
+    "PAUSE_TABLE",
     "PGROWLOCKS_STATUS",
     "PRUNE_TASK_RESULTS",
     "PUT_BACK_JOB",
     "PUT_BACK_JOBS_UNCHANGED",
+    "QUEUE_PAUSE",
     "READY_IN_QUEUE",
     "RECORD_JOB_FAILURE",
     "RECORD_JOB_STARTS",
@@ -253,9 +277,12 @@ __all__ = [
     "RECORD_TASK_ATTEMPT",
     "RELOCK_LOST_CLAIMS",
     "REQUEUE_JOBS",
+    "RESUME_QUEUE",
     "ROW_LOCKS_POSSIBLE",
     "RUNNING_JOBS",
+    "RUN_JOB_AGAIN",
     "RUN_SCHEDULE_NOW",
+    "SCHEDULED_QUEUE_CHANNEL",
     "SCHEDULER_NOW",
     "SCHEDULE_STATES",
     "SCHEDULE_TABLE",
