@@ -1,7 +1,7 @@
 """Every SQL statement dpq and dpq_admin run, named, with their locking behaviour.
 
 The statements live in modules by what they serve (claims, enqueue, repair, dashboard,
-schedules) and are all importable from here: ``from dpq import sql; sql.CLAIM_JOB``.
+schedules, status) and are all importable from here: ``from dpq import sql; sql.CLAIM_JOB``.
 
 Values are always bound as named parameters (``%(name)s``). The only text substituted into
 a statement is a table name our own models define (``{job_table}``, ``{start_table}``),
@@ -75,6 +75,14 @@ from dpq.sql.schedules import (
     SET_SCHEDULE_PAUSED,
     TRY_SCHEDULER_LOCK,
     UPSERT_SCHEDULES,
+)
+from dpq.sql.status import (
+    DATABASE_PING,
+    JOB_TABLE_ESTIMATE,
+    QUEUE_COUNTS,
+    RUNNING_STARTS,
+    SCHEDULE_LAG,
+    SET_LOCAL_NO_JIT,
 )
 
 # Tables other than the job table that statements name ({start_table}, ...).
@@ -171,6 +179,7 @@ __all__ = [
     "CLEAR_JOB_STARTS",
     "COUNT_JOBS_BY_STATE",
     "CREATE_PGROWLOCKS_EXTENSION",
+    "DATABASE_PING",
     "DELETE_JOBS",
     "DELETE_UNDECLARED_LAST_SCHEDULED",
     "DELETE_UNDECLARED_SCHEDULES",
@@ -179,6 +188,7 @@ __all__ = [
     "INSERT_JOBS",
     "INSERT_JOB_AND_NOTIFY",
     "INSERT_LAST_SCHEDULED",
+    "JOB_TABLE_ESTIMATE",
     "LAST_SCHEDULED_STATES",
     "LAST_SCHEDULED_TABLE",
     "LOCK_JOBS_AFTER_FAILED_COMMIT",
@@ -188,6 +198,7 @@ __all__ = [
     "PGROWLOCKS_STATUS",
     "PUT_BACK_JOB",
     "PUT_BACK_JOBS_UNCHANGED",
+    "QUEUE_COUNTS",
     "RECORD_JOB_FAILURE",
     "RECORD_JOB_STARTS",
     "RECORD_LAST_SCHEDULED",
@@ -195,13 +206,16 @@ __all__ = [
     "RELOCK_LOST_CLAIMS",
     "REQUEUE_JOBS",
     "RUNNING_JOBS",
+    "RUNNING_STARTS",
     "RUN_SCHEDULE_NOW",
     "SCHEDULER_NOW",
+    "SCHEDULE_LAG",
     "SCHEDULE_STATES",
     "SCHEDULE_TABLE",
     "SCHEDULING_WORKERS",
     "SET_APPLICATION_NAME",
     "SET_ASYNCHRONOUS_COMMIT",
+    "SET_LOCAL_NO_JIT",
     "SET_SCHEDULE_NEXT_DUE",
     "SET_SCHEDULE_PAUSED",
     "SET_START_LOCK_TIMEOUT",
