@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import connections
 
-from dpq import driver, sql
+from dpq import driver, events, signals, sql
 from dpq.threads import RECONNECT_MAX_DELAY, RECONNECT_MIN_DELAY, application_name
 
 if TYPE_CHECKING:
     import threading
 
+    from dpq.monitor import PoolMonitor
     from dpq.queue import Queue
 
 logger = logging.getLogger("dpq.worker")
@@ -45,6 +46,7 @@ class Dispatcher:
     _due_hint: float | None
     _running_threads: int
     _lock: threading.Lock
+    monitor: PoolMonitor | None
 
     def dispatch(self) -> None:
         """Wake threads on notifications and when delayed jobs fall due, until stopped."""
@@ -79,6 +81,9 @@ class Dispatcher:
                 timeout = next_check - time.monotonic()
                 if next_due is not None:
                     timeout = min(timeout, next_due - time.monotonic())
+                if self.monitor is not None:
+                    self.monitor.tick()
+                    timeout = min(timeout, self.monitor.due_in())
                 self.wait_readable(max(0.0, timeout))
                 # Read whether the socket woke us or not: notifications that came in during
                 # check_due() have been read off the socket already.
@@ -103,6 +108,9 @@ class Dispatcher:
                     delay,
                 )
                 self.close_listener()
+                if self.monitor is not None:
+                    self.monitor.tick(exc)
+                events.send(self.queue, signals.connection_lost, role="listen", exc=exc)
                 self.stopping.wait(delay)
 
     def wait_readable(self, timeout: float) -> list:

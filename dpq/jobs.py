@@ -15,7 +15,7 @@ from typing import Any
 
 from django.db import DatabaseError, connections
 
-from dpq import driver, sql
+from dpq import driver, events, signals, sql
 from dpq.models import BaseJob
 from dpq.starts import StartCount, StartRecorder
 
@@ -149,6 +149,7 @@ class JobStore:
             )
             for job in deaths:
                 job.starts += 1
+                events.send(self, signals.job_crashed, job=job)
         return jobs
 
     def give_back(self, job: BaseJob) -> None:

@@ -23,7 +23,7 @@ from django.db import (
     connections,
 )
 
-from dpq import runner, sql
+from dpq import events, runner, signals, sql
 
 if TYPE_CHECKING:
     from dpq.models import BaseJob
@@ -351,6 +351,7 @@ class WorkerThread(threading.Thread):
                 delay,
             )
         connection.close()
+        events.send(self.pool.queue, signals.connection_lost, role=self.role, exc=exc)
         self.pool.stopping.wait(delay)
 
 

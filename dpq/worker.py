@@ -22,6 +22,7 @@ from django.db import connections
 
 from dpq import shutdown
 from dpq.dispatcher import Dispatcher, seconds_until
+from dpq.monitor import PoolMonitor
 from dpq.starts import ClaimsInFlight, StartCount
 from dpq.threads import (
     SoloGate,
@@ -53,6 +54,11 @@ class WorkerOptions:
     scheduler: bool = (
         True  # run the queue's schedules (one worker of the queue at a time)
     )
+    # Rewrite this file every few seconds (dpq/heartbeat.py), for dpq_health.
+    heartbeat_file: str | None = None
+    # Serve Prometheus metrics on this port (dpq/metrics/worker.py).
+    metrics_port: int | None = None
+    metrics_addr: str = "0.0.0.0"
 
 
 def describe_database(using: str) -> str:
@@ -118,6 +124,11 @@ class WorkerPool(Dispatcher):
         self.supervisor_pid: int | None = None
         # Asked on each stop signal whether it stops the pool (Worker.handle_shutdown).
         self.on_stop_signal = on_stop_signal
+        # The heartbeat and the thread gauges, when asked for (dpq/monitor.py).
+        self.monitor: PoolMonitor | None = None
+        if options.heartbeat_file is not None or options.metrics_port is not None:
+            self.monitor = PoolMonitor(self)
+        self._metrics_server: Any = None
 
     # --- Coordination between threads ------------------------------------------------
 
@@ -191,6 +202,12 @@ class WorkerPool(Dispatcher):
                 self._due_hint = due
         self._poke()
 
+    def thread_states(self) -> tuple[int, int]:
+        """How many threads are busy (claiming or running a job) and how many idle."""
+        with self._lock:
+            idle = len(self._idle)
+            return max(0, self._running_threads - idle), idle
+
     def thread_finished(self, thread: WorkerThread) -> None:
         with self._lock:
             self._running_threads -= 1
@@ -236,6 +253,7 @@ class WorkerPool(Dispatcher):
             describe_database(self.queue.using),
             extra={"queue": self.queue.name, "threads": self.options.threads},
         )
+        self.start_metrics()
         try:
             for number in range(1, self.options.threads + 1):
                 thread = WorkerThread(self, number)
@@ -261,6 +279,26 @@ class WorkerPool(Dispatcher):
             time.sleep(GIVE_BACK_TIMEOUT + 1)
             shutdown.exit_at_once()
         return code
+
+    def start_metrics(self) -> None:
+        """Count jobs for Prometheus, and serve them unless a supervisor does (--processes)."""
+        if self.options.metrics_port is None:
+            return
+        from dpq.metrics import worker as metrics
+
+        metrics.count_jobs()
+        if self.supervisor_pid is None:
+            self._metrics_server = metrics.serve(
+                self.options.metrics_port, self.options.metrics_addr
+            )
+
+    def stop_metrics(self) -> None:
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
+            self._metrics_server = None
+        if self.monitor is not None:
+            self.monitor.close()
 
     def start_scheduler(self) -> None:
         """Compete to schedule the queue's schedules, in a thread (dpq/scheduler.py)."""
@@ -305,6 +343,7 @@ class WorkerPool(Dispatcher):
             self.queue.close()
             shutdown.exit_at_once()
         self.queue.close()
+        self.stop_metrics()
         logger.info("dpq worker stopped after %s job(s)", self.jobs_started)
         return 1 if self.failed else 0
 
