@@ -22,6 +22,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 from django.utils import autoreload
@@ -244,9 +245,12 @@ class Worker(BaseCommand):
             run(queue, worker_options)
 
     def run_pool(self, queue: Queue, worker_options: worker.WorkerOptions) -> None:
-        code = worker.run_worker(
-            queue, worker_options, on_stop_signal=self.asks_to_stop
-        )
+        try:
+            code = worker.run_worker(
+                queue, worker_options, on_stop_signal=self.asks_to_stop
+            )
+        except ImproperlyConfigured as exc:  # --metrics-port that cannot be served
+            raise CommandError(str(exc)) from exc
         if code:
             raise SystemExit(code)
 

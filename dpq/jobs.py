@@ -149,6 +149,10 @@ class JobStore:
             )
             for job in deaths:
                 job.starts += 1
+        # Started before and never finished: given back by a worker that died (a death
+        # found now, or a solo start recorded before it), or lost its connection.
+        for job in held:
+            if job.starts > 0:
                 events.send(self, signals.job_crashed, job=job)
         return jobs
 

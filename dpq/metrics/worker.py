@@ -171,9 +171,21 @@ def set_threads(queue_name: str, busy: int, idle: int) -> None:
 def serve(port: int, addr: str = "0.0.0.0") -> Any:
     """Serve this process's metrics (the default registry) on ``addr:port``; the server."""
     prometheus = _prometheus()
-    server, _thread = prometheus.start_http_server(port, addr)
+    server, _thread = _start_server(prometheus, port, addr)
     logger.info("Serving Prometheus metrics on %s:%s", addr or "*", port)
     return server
+
+
+def _start_server(prometheus: Any, port: int, addr: str, registry: Any = None) -> Any:
+    try:
+        if registry is None:
+            return prometheus.start_http_server(port, addr)
+        return prometheus.start_http_server(port, addr, registry=registry)
+    except OSError as exc:
+        raise ImproperlyConfigured(
+            f"cannot serve metrics on {addr}:{port}: {exc.strerror or exc}; pick another "
+            f"--metrics-port"
+        ) from exc
 
 
 class MultiprocessMetrics:
@@ -197,9 +209,11 @@ class MultiprocessMetrics:
         self._multiprocess = multiprocess
         registry = prometheus.CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=self.directory)
-        self.server, _thread = prometheus.start_http_server(
-            port, addr, registry=registry
-        )
+        try:
+            self.server, _thread = _start_server(prometheus, port, addr, registry)
+        except ImproperlyConfigured:
+            self.close_directory()
+            raise
         logger.info(
             "Serving Prometheus metrics of every worker process on %s:%s (multiprocess "
             "mode, %s)",
@@ -219,6 +233,9 @@ class MultiprocessMetrics:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+        self.close_directory()
+
+    def close_directory(self) -> None:
         if self.own_directory:
             shutil.rmtree(self.directory, ignore_errors=True)
             os.environ.pop(MULTIPROC_ENV, None)
