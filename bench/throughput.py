@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import statistics
 import subprocess
 import time
@@ -142,6 +143,32 @@ def drain_configs(
     return configs, batched, missing
 
 
+def metered_configs(
+    configs: list[Config], options: set[str]
+) -> list[tuple[Config, Config]]:
+    """The 8-connection configs again with --metrics-port: (with metrics, without)."""
+    if "--metrics-port" not in options:
+        return []
+    return [
+        (
+            Config(
+                f"{config.label}, --metrics-port",
+                (*config.args, "--metrics-port", "{port}"),
+                config.connections,
+            ),
+            config,
+        )
+        for config in configs
+        if config.connections == 8
+    ]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def drain_figures(
     rounds: int,
     jobs: int,
@@ -182,7 +209,10 @@ def drain_figures(
             harness.reset()
             harness.insert_marked_drain(jobs)
             harness.settle()
-            harness.run_worker(queue_attr, config.args)
+            port = str(free_port())
+            harness.run_worker(
+                queue_attr, [arg.replace("{port}", port) for arg in config.args]
+            )
             left = harness.count_jobs()
             seconds = harness.marked_seconds()
             if left or seconds is None:
@@ -244,6 +274,9 @@ def drain_figures(
                 continue
             cases[f"{attr}:{config.label}"] = dpq_case(attr, config)
     for config in batched:
+        cases[f"at_least_once:{config.label}"] = dpq_case("at_least_once", config)
+    metered = metered_configs(configs, options)
+    for config, _ in metered:
         cases[f"at_least_once:{config.label}"] = dpq_case("at_least_once", config)
     samples = harness.interleave(rounds, cases)
 
@@ -339,6 +372,21 @@ def drain_figures(
                 "no crash accounting",
                 off.median,
                 Target(">=", 0.8),
+            )
+        )
+    for config, plain in metered:
+        on = samples[f"at_least_once:{config.label}"]
+        off = samples[f"at_least_once:{plain.label}"]
+        figures.append(
+            Figure(
+                SECTION_DRAIN,
+                f"Prometheus metrics served, {config.label}",
+                on.median,
+                "jobs/s",
+                on.values,
+                "without --metrics-port",
+                off.median,
+                Target(">=", 0.9),
             )
         )
     for config in batched:

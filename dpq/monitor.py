@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dpq import heartbeat
 
@@ -31,6 +31,18 @@ class PoolMonitor:
         self.database_ok_at: float | None = None
         self.database_error = ""
         self.metrics = pool.options.metrics_port is not None
+        self._server: Any = None
+
+    def start(self) -> None:
+        """Count jobs for Prometheus, and serve them unless a supervisor does (--processes)."""
+        if not self.metrics:
+            return
+        from dpq.metrics import worker as metrics
+
+        metrics.count_jobs()
+        if self.pool.supervisor_pid is None:
+            options = self.pool.options
+            self._server = metrics.serve(options.metrics_port, options.metrics_addr)
 
     def due_in(self) -> float:
         return max(0.0, self.next_at - time.monotonic())
@@ -78,6 +90,10 @@ class PoolMonitor:
             logger.warning("Could not write the heartbeat file %s: %s", path, exc)
 
     def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
         path = self.pool.options.heartbeat_file
         if path is not None:
             if self.pool.supervisor_pid is not None:

@@ -128,7 +128,6 @@ class WorkerPool(Dispatcher):
         self.monitor: PoolMonitor | None = None
         if options.heartbeat_file is not None or options.metrics_port is not None:
             self.monitor = PoolMonitor(self)
-        self._metrics_server: Any = None
 
     # --- Coordination between threads ------------------------------------------------
 
@@ -253,7 +252,8 @@ class WorkerPool(Dispatcher):
             describe_database(self.queue.using),
             extra={"queue": self.queue.name, "threads": self.options.threads},
         )
-        self.start_metrics()
+        if self.monitor is not None:
+            self.monitor.start()
         try:
             for number in range(1, self.options.threads + 1):
                 thread = WorkerThread(self, number)
@@ -279,26 +279,6 @@ class WorkerPool(Dispatcher):
             time.sleep(GIVE_BACK_TIMEOUT + 1)
             shutdown.exit_at_once()
         return code
-
-    def start_metrics(self) -> None:
-        """Count jobs for Prometheus, and serve them unless a supervisor does (--processes)."""
-        if self.options.metrics_port is None:
-            return
-        from dpq.metrics import worker as metrics
-
-        metrics.count_jobs()
-        if self.supervisor_pid is None:
-            self._metrics_server = metrics.serve(
-                self.options.metrics_port, self.options.metrics_addr
-            )
-
-    def stop_metrics(self) -> None:
-        if self._metrics_server is not None:
-            self._metrics_server.shutdown()
-            self._metrics_server.server_close()
-            self._metrics_server = None
-        if self.monitor is not None:
-            self.monitor.close()
 
     def start_scheduler(self) -> None:
         """Compete to schedule the queue's schedules, in a thread (dpq/scheduler.py)."""
@@ -343,7 +323,8 @@ class WorkerPool(Dispatcher):
             self.queue.close()
             shutdown.exit_at_once()
         self.queue.close()
-        self.stop_metrics()
+        if self.monitor is not None:
+            self.monitor.close()
         logger.info("dpq worker stopped after %s job(s)", self.jobs_started)
         return 1 if self.failed else 0
 
