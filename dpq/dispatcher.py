@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from dpq.monitor import PoolMonitor
     from dpq.queue import Queue
+    from dpq.throughput import ThroughputWriter
 
 logger = logging.getLogger("dpq.worker")
 
@@ -47,6 +48,7 @@ class Dispatcher:
     _running_threads: int
     _lock: threading.Lock
     monitor: PoolMonitor | None
+    throughput: ThroughputWriter | None
 
     def dispatch(self) -> None:
         """Wake threads on notifications and when delayed jobs fall due, until stopped."""
@@ -84,6 +86,9 @@ class Dispatcher:
                 if self.monitor is not None:
                     self.monitor.tick()
                     timeout = min(timeout, self.monitor.due_in())
+                if self.throughput is not None:
+                    self.throughput.tick(self._listener)
+                    timeout = min(timeout, self.throughput.due_in())
                 self.wait_readable(max(0.0, timeout))
                 # Read whether the socket woke us or not: notifications that came in during
                 # check_due() have been read off the socket already.

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import connections
 
-from dpq import shutdown
+from dpq import shutdown, throughput
 from dpq.dispatcher import Dispatcher, seconds_until
 from dpq.monitor import PoolMonitor
 from dpq.starts import ClaimsInFlight, StartCount
@@ -124,10 +124,11 @@ class WorkerPool(Dispatcher):
         self.supervisor_pid: int | None = None
         # Asked on each stop signal whether it stops the pool (Worker.handle_shutdown).
         self.on_stop_signal = on_stop_signal
-        # The heartbeat and the thread gauges, when asked for (dpq/monitor.py).
-        self.monitor: PoolMonitor | None = None
-        if options.heartbeat_file is not None or options.metrics_port is not None:
-            self.monitor = PoolMonitor(self)
+        # The heartbeat and thread gauges when asked for (dpq/monitor.py); jobs done and
+        # failed per minute, written every few seconds (dpq/throughput.py).
+        wanted = options.heartbeat_file is not None or options.metrics_port is not None
+        self.monitor: PoolMonitor | None = PoolMonitor(self) if wanted else None
+        self.throughput = throughput.writer()
 
     # --- Coordination between threads ------------------------------------------------
 
@@ -323,6 +324,8 @@ class WorkerPool(Dispatcher):
             self.queue.close()
             shutdown.exit_at_once()
         self.queue.close()
+        if self.throughput is not None:
+            self.throughput.flush(self.queue.using)
         if self.monitor is not None:
             self.monitor.close()
         logger.info("dpq worker stopped after %s job(s)", self.jobs_started)

@@ -21,7 +21,7 @@ from django.template.response import TemplateResponse
 from django_tables2 import LazyPaginator, RequestConfig
 
 from dpq.models import Job, JobStart, JobState
-from dpq_admin import forms, links, redact, state, tables
+from dpq_admin import chart, forms, links, redact, state, tables
 
 PER_PAGE = 50
 # Columns a list of each state leaves out (the rest say nothing about that state).
@@ -78,8 +78,11 @@ class JobAdminViews:
         )
         for table in (queue_table, task_table, worker_table, running_table):
             config.configure(table)
+        throughput = chart.read_throughput()
         context = {
             **links.page_context(self, request, "Job queue"),
+            "throughput": throughput,
+            "throughput_svg": chart.render_svg(throughput) if throughput else "",
             "running": running,
             "counts": counts,
             "oldest_queued_age_text": _duration_or_blank(counts.oldest_queued_age()),

@@ -62,6 +62,9 @@ DUMMY_PARAMS = {
     "job_id": 1,
     "paused": True,
     "count_limit": 100001,
+    "minutes": [NOW, NOW],
+    "done": [1, 0],
+    "failed": [0, 1],
 }
 
 # Placeholders whose type depends on the statement.
@@ -70,6 +73,7 @@ STATEMENT_PARAMS = {
     "RECORD_JOB_STARTS": {"solo": [1, 0]},
     "PUT_BACK_JOBS_UNCHANGED": {"args": ["{}", "{}"], "attempts": [0, 1]},
     "UPSERT_SCHEDULES": {"args": ["{}", "{}"]},
+    "RECORD_THROUGHPUT": {"queues": ["default", "other"]},
 }
 
 
@@ -86,6 +90,7 @@ NOT_STATEMENTS = {
     "START_TABLE",
     "SCHEDULE_TABLE",
     "LAST_SCHEDULED_TABLE",
+    "THROUGHPUT_TABLE",
     "DEFAULT_DB_ALIAS",
 }
 

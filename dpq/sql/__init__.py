@@ -79,16 +79,20 @@ from dpq.sql.schedules import (
 from dpq.sql.status import (
     DATABASE_PING,
     JOB_TABLE_ESTIMATE,
+    PRUNE_THROUGHPUT,
     QUEUE_COUNTS,
+    RECORD_THROUGHPUT,
     RUNNING_STARTS,
     SCHEDULE_LAG,
     SET_LOCAL_NO_JIT,
+    THROUGHPUT_SINCE,
 )
 
 # Tables other than the job table that statements name ({start_table}, ...).
 START_TABLE = "dpq_jobstart"
 SCHEDULE_TABLE = "dpq_schedule"
 LAST_SCHEDULED_TABLE = "dpq_scheduler_lastscheduledfor"
+THROUGHPUT_TABLE = "dpq_throughput"
 
 
 @functools.lru_cache(maxsize=64)
@@ -129,6 +133,7 @@ def render(statement: str, job_table: str = "dpq_job") -> str:
         start_table=quote(START_TABLE),
         schedule_table=quote(SCHEDULE_TABLE),
         last_scheduled_table=quote(LAST_SCHEDULED_TABLE),
+        throughput_table=quote(THROUGHPUT_TABLE),
     )
 
 
@@ -196,6 +201,7 @@ __all__ = [
     "LOCK_SCHEDULE",
     "NOTIFY",
     "PGROWLOCKS_STATUS",
+    "PRUNE_THROUGHPUT",
     "PUT_BACK_JOB",
     "PUT_BACK_JOBS_UNCHANGED",
     "QUEUE_COUNTS",
@@ -203,6 +209,7 @@ __all__ = [
     "RECORD_JOB_STARTS",
     "RECORD_LAST_SCHEDULED",
     "RECORD_SCHEDULED_JOB",
+    "RECORD_THROUGHPUT",
     "RELOCK_LOST_CLAIMS",
     "REQUEUE_JOBS",
     "RUNNING_JOBS",
@@ -221,6 +228,8 @@ __all__ = [
     "SET_START_LOCK_TIMEOUT",
     "SET_WORKER_CONNECTION",
     "START_TABLE",
+    "THROUGHPUT_SINCE",
+    "THROUGHPUT_TABLE",
     "TRANSACTION_ISOLATION",
     "TRY_SCHEDULER_LOCK",
     "UPSERT_SCHEDULES",

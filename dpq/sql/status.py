@@ -111,3 +111,28 @@ SET_LOCAL_NO_JIT = """
 DATABASE_PING = """
     SELECT 1, clock_timestamp()
 """
+
+# --- Throughput history (dpq_throughput: jobs done and failed per queue per minute) ---------
+
+# Add one worker process's counts since its last write: parallel arrays, one element per
+# queue and minute. Concurrent writers of the same minute add up (ON CONFLICT ... +).
+RECORD_THROUGHPUT = """
+    INSERT INTO {throughput_table} AS t (queue, minute, done, failed)
+    SELECT * FROM unnest(%(queues)s::text[], %(minutes)s::timestamptz[],
+                         %(done)s::int[], %(failed)s::int[])
+    ON CONFLICT (queue, minute) DO UPDATE
+        SET done = t.done + EXCLUDED.done, failed = t.failed + EXCLUDED.failed
+"""
+
+# Forget the minutes older than a day.
+PRUNE_THROUGHPUT = """
+    DELETE FROM {throughput_table} WHERE minute < now() - interval '24 hours'
+"""
+
+# The last day's minutes, oldest first, for the dashboard's chart: queue, minute, done,
+# failed. At most 1,440 rows per queue.
+THROUGHPUT_SINCE = """
+    SELECT queue, minute, done, failed FROM {throughput_table}
+    WHERE minute >= now() - interval '24 hours'
+    ORDER BY minute, queue
+"""
