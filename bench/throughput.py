@@ -35,6 +35,8 @@ class Config:
     label: str
     args: tuple[str, ...]
     connections: int
+    # Environment variables of the worker process (bench/settings.py reads them).
+    env: tuple[tuple[str, str], ...] = ()
 
 
 def enqueue_figures(rounds: int, count_one: int, count_many: int) -> list[Figure]:
@@ -145,12 +147,21 @@ def drain_configs(
 
 def metered_configs(
     configs: list[Config], options: set[str]
-) -> list[tuple[Config, Config]]:
-    """The 8-connection configs again with --metrics-port: (with metrics, without)."""
+) -> list[tuple[str, Config, Config]]:
+    """The 8-connection configs again with --metrics-port, and 8 threads without the
+    throughput history: (what is compared, the config with it, the config without it)."""
     if "--metrics-port" not in options:
         return []
-    return [
+    eight = next(c for c in configs if c.label == "8 threads")
+    unrecorded = Config(
+        "8 threads, DPQ_THROUGHPUT = False",
+        eight.args,
+        8,
+        (("DPQ_BENCH_THROUGHPUT", "0"),),
+    )
+    return [("throughput history kept", eight, unrecorded)] + [
         (
+            "Prometheus metrics served",
             Config(
                 f"{config.label}, --metrics-port",
                 (*config.args, "--metrics-port", "{port}"),
@@ -211,7 +222,9 @@ def drain_figures(
             harness.settle()
             port = str(free_port())
             harness.run_worker(
-                queue_attr, [arg.replace("{port}", port) for arg in config.args]
+                queue_attr,
+                [arg.replace("{port}", port) for arg in config.args],
+                env=dict(config.env),
             )
             left = harness.count_jobs()
             seconds = harness.marked_seconds()
@@ -276,8 +289,11 @@ def drain_figures(
     for config in batched:
         cases[f"at_least_once:{config.label}"] = dpq_case("at_least_once", config)
     metered = metered_configs(configs, options)
-    for config, _ in metered:
-        cases[f"at_least_once:{config.label}"] = dpq_case("at_least_once", config)
+    for _, with_it, without in metered:
+        for config in (with_it, without):
+            cases.setdefault(
+                f"at_least_once:{config.label}", dpq_case("at_least_once", config)
+            )
     samples = harness.interleave(rounds, cases)
 
     figures = []
@@ -374,21 +390,36 @@ def drain_figures(
                 Target(">=", 0.8),
             )
         )
-    for config, plain in metered:
-        on = samples[f"at_least_once:{config.label}"]
-        off = samples[f"at_least_once:{plain.label}"]
+    for what, with_it, without in metered:
+        on = samples[f"at_least_once:{with_it.label}"]
+        off = samples[f"at_least_once:{without.label}"]
         figures.append(
             Figure(
                 SECTION_DRAIN,
-                f"Prometheus metrics served, {config.label}",
+                f"{what}, {with_it.label}",
                 on.median,
                 "jobs/s",
                 on.values,
-                "without --metrics-port",
+                without.label,
                 off.median,
                 Target(">=", 0.9),
             )
         )
+        cpu_on = cpu_per_job.get(f"at_least_once:{with_it.label}")
+        cpu_off = cpu_per_job.get(f"at_least_once:{without.label}")
+        if cpu_on and cpu_off:
+            figures.append(
+                Figure(
+                    SECTION_DRAIN,
+                    f"CPU per no-op job, {what}, {with_it.label}",
+                    statistics.median(cpu_on) * 1e6,
+                    "µs",
+                    [v * 1e6 for v in cpu_on],
+                    without.label,
+                    statistics.median(cpu_off) * 1e6,
+                    Target("<=", 1.1),
+                )
+            )
     for config in batched:
         s = samples[f"at_least_once:{config.label}"]
         figures.append(
