@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, connections
+from django.db import connections
 
 from dpq import driver, signals, sql
 
@@ -114,16 +114,25 @@ class ThroughputWriter:
             logger.debug("Could not write the throughput counts: %s", exc)
 
     def flush(self, using: str) -> None:
-        """The last write, as the worker stops (its threads are done)."""
+        """The last write, as the worker stops (its threads are done), on a connection of
+        its own: the calling thread's may be inside a transaction of its caller's."""
         counts = COUNTER.take()
         if not counts:
             return
+        wrapper = connections[using]
         try:
-            sql.execute(using, sql.RECORD_THROUGHPUT, _params(counts))
-        except DatabaseError as exc:
+            raw = wrapper.get_new_connection(wrapper.get_connection_params())
+        except driver.Error as exc:
+            logger.warning("Could not write the last throughput counts: %s", exc)
+            return
+        try:
+            raw.autocommit = True
+            with raw.cursor() as cursor:
+                cursor.execute(sql.render(sql.RECORD_THROUGHPUT), _params(counts))
+        except driver.Error as exc:
             logger.warning("Could not write the last throughput counts: %s", exc)
         finally:
-            connections[using].close()
+            raw.close()
 
 
 def _params(counts: dict[tuple[str, float], list[int]]) -> dict[str, list]:
