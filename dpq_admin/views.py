@@ -82,7 +82,7 @@ class JobAdminViews:
         context = {
             **links.page_context(self, request, "Job queue"),
             "throughput": throughput,
-            "throughput_svg": chart.render_svg(throughput) if throughput else "",
+            "throughput_svg": chart.render_svg(throughput),
             "running": running,
             "counts": counts,
             "oldest_queued_age_text": _duration_or_blank(counts.oldest_queued_age()),

@@ -130,9 +130,9 @@ PRUNE_THROUGHPUT = """
 """
 
 # The last day's minutes, oldest first, for the dashboard's chart: queue, minute, done,
-# failed. At most 1,440 rows per queue.
+# failed, and the database's clock. At most 1,440 rows per queue.
 THROUGHPUT_SINCE = """
-    SELECT queue, minute, done, failed FROM {throughput_table}
+    SELECT queue, minute, done, failed, now() FROM {throughput_table}
     WHERE minute >= now() - interval '24 hours'
     ORDER BY minute, queue
 """
