@@ -145,12 +145,18 @@ def count_jobs(queue: str = queues.NAME) -> int:
     return fetch_all("SELECT count(*) FROM dpq_job WHERE queue = %s", [queue])[0][0]
 
 
-def run_worker(queue_attr: str, args: Sequence[str], *, timeout: float = 600) -> float:
+def run_worker(
+    queue_attr: str,
+    args: Sequence[str],
+    *,
+    timeout: float = 600,
+    env: dict[str, str] | None = None,
+) -> float:
     """Run ``dpq_worker bench.queues.<queue_attr> ARGS --burst``; return its wall time."""
     started = time.perf_counter()
     done = subprocess.run(
         django_command("dpq_worker", f"bench.queues.{queue_attr}", *args, "--burst"),
-        env=worker_env(),
+        env={**worker_env(), **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,

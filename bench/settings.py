@@ -27,6 +27,9 @@ HAS_DASHBOARD = (
     and importlib.util.find_spec("dpq_admin.admin") is not None
 )
 
+# DPQ_BENCH_THROUGHPUT=0: a worker without the throughput history, to measure its cost.
+DPQ_THROUGHPUT = os.environ.get("DPQ_BENCH_THROUGHPUT", "1") != "0"
+
 SECRET_KEY = "bench-only-not-secret"
 DEBUG = False
 USE_TZ = True

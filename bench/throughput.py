@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import statistics
 import subprocess
 import time
@@ -34,6 +35,8 @@ class Config:
     label: str
     args: tuple[str, ...]
     connections: int
+    # Environment variables of the worker process (bench/settings.py reads them).
+    env: tuple[tuple[str, str], ...] = ()
 
 
 def enqueue_figures(rounds: int, count_one: int, count_many: int) -> list[Figure]:
@@ -142,6 +145,41 @@ def drain_configs(
     return configs, batched, missing
 
 
+def metered_configs(
+    configs: list[Config], options: set[str]
+) -> list[tuple[str, Config, Config]]:
+    """The 8-connection configs again with --metrics-port, and 8 threads without the
+    throughput history: (what is compared, the config with it, the config without it)."""
+    if "--metrics-port" not in options:
+        return []
+    eight = next(c for c in configs if c.label == "8 threads")
+    unrecorded = Config(
+        "8 threads, DPQ_THROUGHPUT = False",
+        eight.args,
+        8,
+        (("DPQ_BENCH_THROUGHPUT", "0"),),
+    )
+    return [("throughput history kept", eight, unrecorded)] + [
+        (
+            "Prometheus metrics served",
+            Config(
+                f"{config.label}, --metrics-port",
+                (*config.args, "--metrics-port", "{port}"),
+                config.connections,
+            ),
+            config,
+        )
+        for config in configs
+        if config.connections == 8
+    ]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def drain_figures(
     rounds: int,
     jobs: int,
@@ -182,7 +220,12 @@ def drain_figures(
             harness.reset()
             harness.insert_marked_drain(jobs)
             harness.settle()
-            harness.run_worker(queue_attr, config.args)
+            port = str(free_port())
+            harness.run_worker(
+                queue_attr,
+                [arg.replace("{port}", port) for arg in config.args],
+                env=dict(config.env),
+            )
             left = harness.count_jobs()
             seconds = harness.marked_seconds()
             if left or seconds is None:
@@ -245,6 +288,12 @@ def drain_figures(
             cases[f"{attr}:{config.label}"] = dpq_case(attr, config)
     for config in batched:
         cases[f"at_least_once:{config.label}"] = dpq_case("at_least_once", config)
+    metered = metered_configs(configs, options)
+    for _, with_it, without in metered:
+        for config in (with_it, without):
+            cases.setdefault(
+                f"at_least_once:{config.label}", dpq_case("at_least_once", config)
+            )
     samples = harness.interleave(rounds, cases)
 
     figures = []
@@ -341,6 +390,36 @@ def drain_figures(
                 Target(">=", 0.8),
             )
         )
+    for what, with_it, without in metered:
+        on = samples[f"at_least_once:{with_it.label}"]
+        off = samples[f"at_least_once:{without.label}"]
+        figures.append(
+            Figure(
+                SECTION_DRAIN,
+                f"{what}, {with_it.label}",
+                on.median,
+                "jobs/s",
+                on.values,
+                without.label,
+                off.median,
+                Target(">=", 0.9),
+            )
+        )
+        cpu_on = cpu_per_job.get(f"at_least_once:{with_it.label}")
+        cpu_off = cpu_per_job.get(f"at_least_once:{without.label}")
+        if cpu_on and cpu_off:
+            figures.append(
+                Figure(
+                    SECTION_DRAIN,
+                    f"CPU per no-op job, {what}, {with_it.label}",
+                    statistics.median(cpu_on) * 1e6,
+                    "µs",
+                    [v * 1e6 for v in cpu_on],
+                    without.label,
+                    statistics.median(cpu_off) * 1e6,
+                    Target("<=", 1.1),
+                )
+            )
     for config in batched:
         s = samples[f"at_least_once:{config.label}"]
         figures.append(

@@ -15,12 +15,14 @@ the pool.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import signal
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 from django.utils import autoreload
@@ -43,6 +45,20 @@ def positive_int(value: str) -> int:
         ) from None
     if number < 1:
         raise argparse.ArgumentTypeError(f"expected a number >= 1, got {number}")
+    return number
+
+
+def port_number(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a port number, got {value!r}"
+        ) from None
+    if not 1 <= number <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"expected a port number from 1 to 65535, got {number}"
+        )
     return number
 
 
@@ -137,6 +153,27 @@ class Worker(BaseCommand):
             help="Enqueue the queue's schedules when no other worker does (default: on).",
         )
         parser.add_argument(
+            "--heartbeat-file",
+            default=None,
+            metavar="PATH",
+            help="Rewrite PATH every few seconds while the worker's main loop turns, for "
+            "manage.py dpq_health --heartbeat-file PATH (liveness probes).",
+        )
+        parser.add_argument(
+            "--metrics-port",
+            type=port_number,
+            default=None,
+            metavar="PORT",
+            help="Serve Prometheus metrics on this port (needs the [metrics] extra); "
+            "under --processes, one endpoint for all of them.",
+        )
+        parser.add_argument(
+            "--metrics-addr",
+            default="0.0.0.0",
+            metavar="ADDRESS",
+            help="The address --metrics-port listens on (default 0.0.0.0: every interface).",
+        )
+        parser.add_argument(
             "--reload",
             action="store_true",
             dest="use_reloader",
@@ -163,6 +200,9 @@ class Worker(BaseCommand):
             batch_ms=options["batch_ms"],
             processes=options["processes"],
             scheduler=options.get("scheduler", True),
+            heartbeat_file=options.get("heartbeat_file"),
+            metrics_port=options.get("metrics_port"),
+            metrics_addr=options.get("metrics_addr", "0.0.0.0"),
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -173,6 +213,14 @@ class Worker(BaseCommand):
                 f"--listen needs a notify channel, and queue {queue.name!r} has none: build it "
                 f"with notify_channel='...' or drop --listen"
             )
+        if worker_options.metrics_port is not None:
+            # Not imported here: under --processes it must be imported after
+            # PROMETHEUS_MULTIPROC_DIR is set (dpq/metrics/worker.py).
+            if importlib.util.find_spec("prometheus_client") is None:
+                raise CommandError(
+                    "--metrics-port needs prometheus-client: pip install "
+                    "'django-postgres-queue[metrics]'"
+                )
         if worker_options.batch > 1 and queue.at_most_once:
             raise CommandError(
                 f"--batch needs at-least-once delivery; queue {queue.name!r} is an "
@@ -197,9 +245,12 @@ class Worker(BaseCommand):
             run(queue, worker_options)
 
     def run_pool(self, queue: Queue, worker_options: worker.WorkerOptions) -> None:
-        code = worker.run_worker(
-            queue, worker_options, on_stop_signal=self.asks_to_stop
-        )
+        try:
+            code = worker.run_worker(
+                queue, worker_options, on_stop_signal=self.asks_to_stop
+            )
+        except ImproperlyConfigured as exc:  # --metrics-port that cannot be served
+            raise CommandError(str(exc)) from exc
         if code:
             raise SystemExit(code)
 
@@ -282,6 +333,13 @@ class Worker(BaseCommand):
                 ("--batch", options.batch),
             )
             if value > 1
+        ] + [
+            name
+            for name, value in (
+                ("--heartbeat-file", options.heartbeat_file),
+                ("--metrics-port", options.metrics_port),
+            )
+            if value is not None
         ]
         if pool_only:
             raise CommandError(

@@ -17,13 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import connections
 
-from dpq import driver, pauses, sql
+from dpq import driver, events, pauses, signals, sql
 from dpq.threads import RECONNECT_MAX_DELAY, RECONNECT_MIN_DELAY, application_name
 
 if TYPE_CHECKING:
     import threading
 
+    from dpq.monitor import PoolMonitor
     from dpq.queue import Queue
+    from dpq.throughput import ThroughputWriter
 
 logger = logging.getLogger("dpq.worker")
 
@@ -48,6 +50,8 @@ class Dispatcher:
     _lock: threading.Lock
     paused: pauses.Pause | None
     pause_known: threading.Event
+    monitor: PoolMonitor | None
+    throughput: ThroughputWriter | None
 
     def dispatch(self) -> None:
         """Wake threads on notifications and when delayed jobs fall due, until stopped."""
@@ -83,6 +87,12 @@ class Dispatcher:
                 timeout = next_check - time.monotonic()
                 if next_due is not None:
                     timeout = min(timeout, next_due - time.monotonic())
+                if self.monitor is not None:
+                    self.monitor.tick()
+                    timeout = min(timeout, self.monitor.due_in())
+                if self.throughput is not None:
+                    self.throughput.tick(self._listener)
+                    timeout = min(timeout, self.throughput.due_in())
                 self.wait_readable(max(0.0, timeout))
                 # Read whether the socket woke us or not: notifications that came in during
                 # check_due() have been read off the socket already.
@@ -110,6 +120,9 @@ class Dispatcher:
                     delay,
                 )
                 self.close_listener()
+                if self.monitor is not None:
+                    self.monitor.tick(exc)
+                events.send(self.queue, signals.connection_lost, role="listen", exc=exc)
                 self.stopping.wait(delay)
 
     def wait_readable(self, timeout: float) -> list:

@@ -84,7 +84,14 @@ def announce(queue: Queue, run: Run) -> None:
             exc_info=run.exc,
             extra=extra,
         )
-    send(queue, signals.job_failed, job=job, exc=run.exc, will_retry=not run.give_up)
+    send(
+        queue,
+        signals.job_failed,
+        job=job,
+        exc=run.exc,
+        will_retry=not run.give_up,
+        duration=run.elapsed,
+    )
 
 
 def send(queue: Queue, signal: Signal, **kwargs: Any) -> None:

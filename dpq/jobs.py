@@ -15,7 +15,7 @@ from typing import Any
 
 from django.db import DatabaseError, connections
 
-from dpq import driver, sql
+from dpq import driver, events, signals, sql
 from dpq.models import BaseJob
 from dpq.starts import StartCount, StartRecorder
 
@@ -165,6 +165,11 @@ class JobStore:
             )
             for job in deaths:
                 job.starts += 1
+        # Started before and never finished: given back by a worker that died (a death
+        # found now, or a solo start recorded before it), or lost its connection.
+        for job in held:
+            if job.starts > 0:
+                events.send(self, signals.job_crashed, job=job)
         return jobs
 
     def give_back(self, job: BaseJob) -> None:

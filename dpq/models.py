@@ -412,3 +412,31 @@ class QueuePause(models.Model):
 
     def __str__(self) -> str:
         return f"{self.queue} paused since {self.paused_at}"
+
+
+class ThroughputMinute(models.Model):
+    """Jobs one queue finished in one minute: written by the workers in batches, kept 24 hours.
+
+    Each worker process adds what it counted every few seconds (one statement for all its
+    minutes and queues, never one per job) and deletes the rows older than a day now and
+    then (dpq/throughput.py).
+    """
+
+    queue = models.CharField(max_length=100)
+    minute = models.DateTimeField(help_text="The minute's start.")
+    done = models.IntegerField(default=0, help_text="Jobs that succeeded.")
+    failed = models.IntegerField(default=0, help_text="Runs that failed.")
+
+    class Meta:
+        db_table = "dpq_throughput"
+        verbose_name = "throughput minute"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["queue", "minute"], name="dpq_throughput_minute_uniq"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.queue} {self.minute:%H:%M}: {self.done} done, {self.failed} failed"
+        )

@@ -10,5 +10,13 @@ job_enqueued = Signal()
 job_started = Signal()
 # sender: the Queue; job, retval, duration (seconds).
 job_succeeded = Signal()
-# sender: the Queue; job (with attempts and last_error updated), exc, will_retry (bool).
+# sender: the Queue; job (with attempts and last_error updated), exc, will_retry (bool),
+# duration (seconds the task ran).
 job_failed = Signal()
+# sender: the Queue; job: a job just claimed that was running when a worker died (or lost
+# its connection) and came back to the queue; job.starts counts its unfinished starts.
+# Inside the claim transaction, before the job runs.
+job_crashed = Signal()
+# sender: the Queue; role: the worker connection lost ("t1", "t2" ... or "listen"), exc:
+# what was raised. The worker reconnects next. Sent by a worker outside any transaction.
+connection_lost = Signal()

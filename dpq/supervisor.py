@@ -23,6 +23,8 @@ from dpq.shutdown import EXIT_MARGIN, STOP_SIGNALS, SignalPipe
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from dpq.metrics.worker import MultiprocessMetrics
+    from dpq.monitor import SupervisorMonitor
     from dpq.queue import Queue
     from dpq.worker import WorkerOptions
 
@@ -70,9 +72,31 @@ class Supervisor:
         self.restart_at = 0.0
         self.kill_at: float | None = None  # once stopping: SIGKILL the children left
         self._signal_pipe: SignalPipe | None = None
+        # One metrics endpoint for every worker process, and the heartbeat naming them.
+        self.metrics: MultiprocessMetrics | None = None
+        self.monitor: SupervisorMonitor | None = None
 
     def run(self) -> int:
         self.install_signal_handlers()
+        if self.options.metrics_port is not None:
+            from dpq.metrics.worker import MultiprocessMetrics
+
+            self.metrics = MultiprocessMetrics(
+                self.options.metrics_port, self.options.metrics_addr
+            )
+        if self.options.heartbeat_file is not None:
+            from dpq.monitor import SupervisorMonitor
+
+            self.monitor = SupervisorMonitor(self, self.options.heartbeat_file)
+        try:
+            return self.supervise()
+        finally:
+            if self.metrics is not None:
+                self.metrics.close()
+            if self.monitor is not None:
+                self.monitor.close()
+
+    def supervise(self) -> int:
         logger.info(
             "dpq supervisor started: %s worker processes of %s threads for queue %r",
             self.options.processes,
@@ -86,6 +110,8 @@ class Supervisor:
                 if signum in STOP_SIGNALS:
                     self.handle_signal(signum)
             self.reap_children()
+            if self.monitor is not None:
+                self.monitor.tick()
             now = time.monotonic()
             if self.kill_at is not None and now >= self.kill_at:
                 self.kill_children()
@@ -117,6 +143,8 @@ class Supervisor:
         moments = [] if self.kill_at is None else [self.kill_at]
         if self.restarts and not self.stopping:
             moments.append(self.restart_at)
+        if self.monitor is not None:
+            moments.append(time.monotonic() + self.monitor.due_in())
         return max(0.0, min(moments) - time.monotonic()) if moments else None
 
     def handle_signal(self, signum: int) -> None:
@@ -170,6 +198,10 @@ class Supervisor:
             if pid == 0:
                 return
             started = self.children.pop(pid, None)
+            if self.metrics is not None:
+                self.metrics.process_exited(pid)
+            if self.monitor is not None:
+                self.monitor.child_exited(pid)
             if started is not None:
                 self.child_exited(pid, status, time.monotonic() - started)
 
@@ -216,6 +248,8 @@ class Supervisor:
 
                 if self._signal_pipe is not None:
                     self._signal_pipe.forget_after_fork()
+                if self.metrics is not None:
+                    self.metrics.after_fork()
                 pool = WorkerPool(self.queue, replace(self.options, processes=1))
                 pool.supervisor_pid = parent
                 pool.install_signal_handlers()

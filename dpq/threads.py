@@ -23,7 +23,7 @@ from django.db import (
     connections,
 )
 
-from dpq import driver, runner, sql
+from dpq import driver, events, runner, signals, sql
 from dpq.jobs import PreparedClaimMissing
 
 if TYPE_CHECKING:
@@ -358,6 +358,7 @@ class WorkerThread(threading.Thread):
                 delay,
             )
         connection.close()
+        events.send(self.pool.queue, signals.connection_lost, role=self.role, exc=exc)
         self.pool.stopping.wait(delay)
 
 

@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import connections
 
-from dpq import keepalives, shutdown
+from dpq import keepalives, shutdown, throughput
 from dpq.dispatcher import Dispatcher, seconds_until
+from dpq.monitor import PoolMonitor
 from dpq.starts import ClaimsInFlight, StartCount
 from dpq.threads import (
     SoloGate,
@@ -54,6 +55,11 @@ class WorkerOptions:
     scheduler: bool = (
         True  # run the queue's schedules (one worker of the queue at a time)
     )
+    # Rewrite this file every few seconds (dpq/heartbeat.py), for dpq_health.
+    heartbeat_file: str | None = None
+    # Serve Prometheus metrics on this port (dpq/metrics/worker.py).
+    metrics_port: int | None = None
+    metrics_addr: str = "0.0.0.0"
 
 
 def describe_database(using: str) -> str:
@@ -123,6 +129,11 @@ class WorkerPool(Dispatcher):
         self.supervisor_pid: int | None = None
         # Asked on each stop signal whether it stops the pool (Worker.handle_shutdown).
         self.on_stop_signal = on_stop_signal
+        # The heartbeat and thread gauges when asked for (dpq/monitor.py); jobs done and
+        # failed per minute, written every few seconds (dpq/throughput.py).
+        wanted = options.heartbeat_file is not None or options.metrics_port is not None
+        self.monitor: PoolMonitor | None = PoolMonitor(self) if wanted else None
+        self.throughput = throughput.writer()
 
     # --- Coordination between threads ------------------------------------------------
 
@@ -205,6 +216,12 @@ class WorkerPool(Dispatcher):
                 self._due_hint = due
         self._poke()
 
+    def thread_states(self) -> tuple[int, int]:
+        """How many threads are busy (claiming or running a job) and how many idle."""
+        with self._lock:
+            idle = len(self._idle)
+            return max(0, self._running_threads - idle), idle
+
     def thread_finished(self, thread: WorkerThread) -> None:
         with self._lock:
             self._running_threads -= 1
@@ -252,6 +269,8 @@ class WorkerPool(Dispatcher):
             describe_database(self.queue.using),
             extra={"queue": self.queue.name, "threads": self.options.threads},
         )
+        if self.monitor is not None:
+            self.monitor.start()
         try:
             for number in range(1, self.options.threads + 1):
                 thread = WorkerThread(self, number)
@@ -333,6 +352,10 @@ class WorkerPool(Dispatcher):
             self.queue.close()
             shutdown.exit_at_once()
         self.queue.close()
+        if self.throughput is not None:
+            self.throughput.flush(self.queue.using)
+        if self.monitor is not None:
+            self.monitor.close()
         logger.info("dpq worker stopped after %s job(s)", self.jobs_started)
         return 1 if self.failed else 0
 

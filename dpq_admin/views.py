@@ -20,8 +20,8 @@ from django.http import (
 from django.template.response import TemplateResponse
 
 from dpq.models import Job, JobStart, JobState
+from dpq_admin import chart, diagnosis, forms, links, params, redact, state, tables
 from dpq_admin import counts as job_counts
-from dpq_admin import diagnosis, forms, links, params, redact, state, tables
 from dpq_admin.pauses import pause_context
 
 PER_PAGE = 50
@@ -81,9 +81,12 @@ class JobAdminViews:
         )
         for table in (queue_table, task_table, worker_table, running_table):
             params.configure(request, table, notices, per_page=PER_PAGE)
+        throughput = chart.read_throughput()
         context = {
             **links.page_context(self, request, "Job queue"),
             "bad_params": notices,
+            "throughput": throughput,
+            "throughput_svg": chart.render_svg(throughput),
             "running": running,
             "counts": counts,
             "oldest_queued_age_text": _duration_or_blank(counts.oldest_queued_age()),

@@ -74,6 +74,10 @@ DUMMY_PARAMS = {
     "finished_at": NOW,
     "cutoff": NOW,
     "paused_by": "operator",
+    "count_limit": 100001,
+    "minutes": [NOW, NOW],
+    "done": [1, 0],
+    "failed": [0, 1],
 }
 
 # Placeholders whose type depends on the statement.
@@ -83,6 +87,7 @@ STATEMENT_PARAMS = {
     "PUT_BACK_JOBS_UNCHANGED": {"args": ["{}", "{}"], "attempts": [0, 1]},
     "UPSERT_SCHEDULES": {"args": ["{}", "{}"]},
     "RECORD_TASK_ATTEMPT": {"args": "[]"},
+    "RECORD_THROUGHPUT": {"queues": ["default", "other"]},
 }
 
 
@@ -102,6 +107,7 @@ NOT_STATEMENTS = {
     "TASK_RESULT_TABLE",
     "PAUSE_TABLE",
     "PAUSE_CHANNEL",
+    "THROUGHPUT_TABLE",
     "DEFAULT_DB_ALIAS",
 }
 
@@ -257,3 +263,25 @@ def test_claim_plan_uses_the_claim_index_on_a_big_table(big_job_table, name, lim
     assert not [
         n for n in nodes if n["Node Type"].endswith("Sort") and _reads_job_table(n)
     ], raw
+
+
+@pytest.mark.django_db
+def test_queue_counts_walk_indexes_on_a_big_table(big_job_table):
+    """dpq_status's counts: no pass over the table, each count stopped at its limit."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "EXPLAIN (FORMAT JSON) " + sql.render(sql.QUEUE_COUNTS),
+            {"count_limit": 1001, "running_ids": [1]},
+        )
+        raw = cursor.fetchone()[0]
+        cursor.execute(sql.SET_LOCAL_NO_JIT)
+        cursor.execute(
+            sql.render(sql.QUEUE_COUNTS), {"count_limit": 1001, "running_ids": []}
+        )
+        rows = cursor.fetchall()
+    plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
+    scans = [n for n in _plan_nodes(plan) if n.get("Relation Name") == "dpq_job"]
+    assert scans and not [n for n in scans if n["Node Type"] == "Seq Scan"], raw
+    assert [row[0] for row in rows] == ["q0", "q1", "q2"]
+    # The fixture's failed jobs are all in q2 (n % 21 = 20 means n % 3 = 2).
+    assert [row[1:4] for row in rows] == [(1001, 1001, 0)] * 2 + [(1001, 1001, 1001)]

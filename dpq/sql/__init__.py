@@ -1,8 +1,8 @@
 """Every SQL statement dpq and dpq_admin run, named, with their locking behaviour.
 
 The statements live in modules by what they serve (claims, enqueue, repair, dashboard,
-controls, diagnosis, health, pauses, schedules, tasks) and are all importable from
-here: ``from dpq import sql; sql.CLAIM_JOB``.
+controls, diagnosis, health, pauses, schedules, status, tasks) and are all importable
+from here: ``from dpq import sql; sql.CLAIM_JOB``.
 
 Values are always bound as named parameters (``%(name)s``). The only text substituted into
 a statement is a table name our own models define (``{job_table}``, ``{start_table}``),
@@ -102,6 +102,17 @@ from dpq.sql.schedules import (
     TRY_SCHEDULER_LOCK,
     UPSERT_SCHEDULES,
 )
+from dpq.sql.status import (
+    DATABASE_PING,
+    JOB_TABLE_ESTIMATE,
+    PRUNE_THROUGHPUT,
+    QUEUE_COUNTS,
+    RECORD_THROUGHPUT,
+    RUNNING_STARTS,
+    SCHEDULE_LAG,
+    SET_LOCAL_NO_JIT,
+    THROUGHPUT_SINCE,
+)
 from dpq.sql.tasks import (
     PRUNE_TASK_RESULTS,
     RECORD_TASK_ATTEMPT,
@@ -117,6 +128,7 @@ TASK_RESULT_TABLE = "dpq_taskresult"
 # The attribute of a DatabaseWrapper holding dpq's kept cursor: (driver connection, cursor).
 _KEPT_CURSOR = "dpq_kept_cursor"
 PAUSE_TABLE = "dpq_queuepause"
+THROUGHPUT_TABLE = "dpq_throughput"
 
 
 @functools.lru_cache(maxsize=64)
@@ -159,6 +171,7 @@ def render(statement: str, job_table: str = "dpq_job") -> str:
         last_scheduled_table=quote(LAST_SCHEDULED_TABLE),
         task_result_table=quote(TASK_RESULT_TABLE),
         pause_table=quote(PAUSE_TABLE),
+        throughput_table=quote(THROUGHPUT_TABLE),
     )
 
 
@@ -239,6 +252,7 @@ __all__ = [
     "COUNT_JOBS_BY_STATE",
     "COUNT_JOBS_CAPPED",
     "CREATE_PGROWLOCKS_EXTENSION",
+    "DATABASE_PING",
     "DELETE_JOBS",
     "DELETE_UNDECLARED_LAST_SCHEDULED",
     "DELETE_UNDECLARED_SCHEDULES",
@@ -250,6 +264,7 @@ __all__ = [
     "INSERT_LAST_SCHEDULED",
     "JOBS_AHEAD",
     "JOB_EXISTS",
+    "JOB_TABLE_ESTIMATE",
     "JOB_TABLE_SIZES",
     "JOB_TABLE_STATS",
     "LAST_SCHEDULED_STATES",
@@ -266,8 +281,10 @@ __all__ = [
     "PAUSE_TABLE",
     "PGROWLOCKS_STATUS",
     "PRUNE_TASK_RESULTS",
+    "PRUNE_THROUGHPUT",
     "PUT_BACK_JOB",
     "PUT_BACK_JOBS_UNCHANGED",
+    "QUEUE_COUNTS",
     "QUEUE_PAUSE",
     "READY_IN_QUEUE",
     "RECORD_JOB_FAILURE",
@@ -275,20 +292,24 @@ __all__ = [
     "RECORD_LAST_SCHEDULED",
     "RECORD_SCHEDULED_JOB",
     "RECORD_TASK_ATTEMPT",
+    "RECORD_THROUGHPUT",
     "RELOCK_LOST_CLAIMS",
     "REQUEUE_JOBS",
     "RESUME_QUEUE",
     "ROW_LOCKS_POSSIBLE",
     "RUNNING_JOBS",
+    "RUNNING_STARTS",
     "RUN_JOB_AGAIN",
     "RUN_SCHEDULE_NOW",
     "SCHEDULED_QUEUE_CHANNEL",
     "SCHEDULER_NOW",
+    "SCHEDULE_LAG",
     "SCHEDULE_STATES",
     "SCHEDULE_TABLE",
     "SCHEDULING_WORKERS",
     "SET_APPLICATION_NAME",
     "SET_ASYNCHRONOUS_COMMIT",
+    "SET_LOCAL_NO_JIT",
     "SET_SCHEDULE_NEXT_DUE",
     "SET_SCHEDULE_PAUSED",
     "SET_START_LOCK_TIMEOUT",
@@ -298,6 +319,8 @@ __all__ = [
     "TASK_NAMES",
     "TASK_RESULT",
     "TASK_RESULT_TABLE",
+    "THROUGHPUT_SINCE",
+    "THROUGHPUT_TABLE",
     "TRANSACTION_ISOLATION",
     "TRY_SCHEDULER_LOCK",
     "UPSERT_SCHEDULES",

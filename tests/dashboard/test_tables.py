@@ -15,9 +15,9 @@ from dpq_admin import state
 from tests.dashboard.conftest import WORKER_NAME, url
 
 # Session and user, messages, pgrowlocks status and call (savepoint included), counts, the
-# page itself; the dashboard adds pg_stat_activity, a text search its candidates. Whatever
-# the number of jobs shown.
-MAX_QUERIES = 12
+# page itself; the dashboard adds pg_stat_activity and the throughput history, a text search
+# its candidates. Whatever the number of jobs shown.
+MAX_QUERIES = 13
 
 
 def ids_shown(response) -> list[int]:
