@@ -143,7 +143,10 @@ def test_processes_share_one_endpoint_and_count_crashes(worker_process):
             values if done and not Job.objects.filter(failed_at=None).exists() else None
         )
 
-    values = wait_until(settled, 120)
+    try:
+        values = wait_until(settled, 300)
+    except pytest.fail.Exception:
+        pytest.fail(f"not settled within 300s; the worker's log:\n{worker.log[-6000:]}")
     # Each claim of the job after a death counts it; it ends failed after crash_limit.
     assert jobs_total(values, "kill_process", "crashed") >= 1
     assert "restarting" in worker.log or "starting another" in worker.log
