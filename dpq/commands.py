@@ -28,6 +28,7 @@ from django.db import connections
 from django.utils import autoreload
 
 from dpq import shutdown, sql, worker
+from dpq.arguments import seconds_type
 from dpq.threads import application_name
 
 if TYPE_CHECKING:
@@ -62,16 +63,7 @@ def port_number(value: str) -> int:
     return number
 
 
-def non_negative_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a number of seconds, got {value!r}"
-        ) from None
-    if number < 0 or number != number:
-        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {value}")
-    return number
+non_negative_float = seconds_type(">=", 0)
 
 
 class Worker(BaseCommand):

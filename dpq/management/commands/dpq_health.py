@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand
 from django.db import DatabaseError, connections
 
 from dpq import heartbeat, sql
+from dpq.arguments import seconds_type
 
 HEALTHY = 0
 DATABASE_DOWN = 1
@@ -22,16 +23,7 @@ WORKER_UNWELL = 2
 BAD_USAGE = 3
 
 
-def positive_seconds(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a number of seconds, got {value!r}"
-        ) from None
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {value}")
-    return number
+positive_seconds = seconds_type(">", 0)
 
 
 class Command(BaseCommand):

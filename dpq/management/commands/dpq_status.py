@@ -10,6 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
+from dpq.arguments import seconds_type
 from dpq.models import Job
 from dpq.status import Status, read_status
 
@@ -24,16 +25,7 @@ def seconds_text(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
-def refresh_seconds(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a number of seconds, got {value!r}"
-        ) from None
-    if not number >= 0.1:
-        raise argparse.ArgumentTypeError(f"expected seconds >= 0.1, got {value}")
-    return number
+refresh_seconds = seconds_type(">=", 0.1)
 
 
 def render(status: Status) -> str:
