@@ -2,10 +2,11 @@
 
     DATABASE_URL=... python bench/profile_claims.py [--jobs N] [--prof] [--queue ATTR]
 
-Runs one ``WorkerThread`` of a pool configured for 8 threads (the path every thread of
-``--threads 8`` takes) in this process, on ``N`` no-op jobs of bench.queues, and prints its CPU
-per job, the statements it sent through Django per job, and with ``--prof`` the functions
-that took the most time (cProfile). CPU counts are steadier than wall times on a busy machine.
+Runs one ``WorkerThread`` of a pool configured for ``--threads`` threads (8 by default: the
+path every thread of ``--threads 8`` takes; 1 is the solo path, a start record per job) in this
+process, on ``N`` no-op jobs of bench.queues, and prints its CPU per job, the statements it
+sent through Django per job, and with ``--prof`` the functions that took the most time
+(cProfile). CPU counts are steadier than wall times on a busy machine.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from dpq.worker import WorkerOptions, WorkerPool  # noqa: E402
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=3000)
+    parser.add_argument("--threads", type=int, default=8, help="the pool's --threads")
     parser.add_argument("--prof", action="store_true", help="print a cProfile summary")
     parser.add_argument(
         "--queue", default="at_least_once", help="bench.queues attribute"
@@ -47,7 +49,8 @@ def main() -> int:
     harness.insert_jobs(args.jobs)
     harness.settle()
     queue = getattr(queues, args.queue)
-    pool = WorkerPool(queue, WorkerOptions(threads=8))
+    connection.close()  # the thread connects as a worker's does (crash accounting kept open)
+    pool = WorkerPool(queue, WorkerOptions(threads=args.threads))
     thread = WorkerThread(pool, 0)
     statements: list[str] = []
 
@@ -72,7 +75,7 @@ def main() -> int:
     kinds: dict[str, int] = {}
     for kind in statements:
         kinds[kind] = kinds.get(kind, 0) + 1
-    print(f"{driver.name}, {args.queue}, {ran} jobs")
+    print(f"{driver.name}, {args.queue}, --threads {args.threads}, {ran} jobs")
     print(
         f"CPU per job: {cpu / ran * 1e6:.0f} µs; wall per job: {wall / ran * 1e6:.0f} µs"
     )
