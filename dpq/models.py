@@ -3,13 +3,14 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
+
+from dpq.querysets import JobQuerySet, id_list
 
 JSONValue = Any
 
@@ -37,90 +38,6 @@ class JobState(enum.StrEnum):
     DELAYED = "delayed"
     RUNNING = "running"
     FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class RequeueResult:
-    """What a requeue did: jobs that are queued again and jobs it had to leave alone."""
-
-    requeued: int
-    skipped_running: int
-    skipped_queued: int
-    missing: int
-
-
-@dataclass(frozen=True)
-class DeleteResult:
-    """What a delete did: jobs removed and jobs it had to leave alone."""
-
-    deleted: int
-    skipped_running: int
-    missing: int
-
-
-class JobQuerySet(models.QuerySet):
-    def queued(self) -> JobQuerySet:
-        """Jobs ready to run (including those a worker holds right now: only row locks tell them apart)."""
-        return self.filter(failed_at__isnull=True, execute_at__lte=timezone.now())
-
-    def delayed(self) -> JobQuerySet:
-        return self.filter(failed_at__isnull=True, execute_at__gt=timezone.now())
-
-    def failed(self) -> JobQuerySet:
-        return self.filter(failed_at__isnull=False)
-
-    def requeue(
-        self, ids: Iterable[int], *, reset_attempts: bool = False
-    ) -> RequeueResult:
-        """Make failed or delayed jobs ready to run now.
-
-        Clears ``failed_at`` and sets ``execute_at = now()``; ``attempts`` is kept unless
-        ``reset_attempts``. Rows that a worker holds locked (running jobs) are skipped, not
-        waited for (``FOR UPDATE SKIP LOCKED``), and counted in the result.
-        """
-        from dpq import sql
-
-        params = {"ids": _id_list(ids), "reset_attempts": reset_attempts}
-        row = sql.fetch_one(
-            self.db, sql.REQUEUE_JOBS, params, job_table=self.model._meta.db_table
-        )
-        return RequeueResult(*row)
-
-    def requeue_failed(
-        self,
-        *,
-        queue: str | None = None,
-        task: str | None = None,
-        reset_attempts: bool = False,
-    ) -> RequeueResult:
-        """Requeue every failed job, or those of one queue and/or one task."""
-        failed = self.failed()
-        if queue is not None:
-            failed = failed.filter(queue=queue)
-        if task is not None:
-            failed = failed.filter(task=task)
-        return self.requeue(
-            failed.values_list("id", flat=True), reset_attempts=reset_attempts
-        )
-
-    def delete_jobs(self, ids: Iterable[int]) -> DeleteResult:
-        """Delete jobs by id, skipping rows that a worker holds locked (running jobs)."""
-        from dpq import sql
-
-        row = sql.fetch_one(
-            self.db,
-            sql.DELETE_JOBS,
-            {"ids": _id_list(ids)},
-            job_table=self.model._meta.db_table,
-        )
-        return DeleteResult(*row)
-
-
-def _id_list(ids: Iterable[int]) -> list[int]:
-    try:
-        return [int(i) for i in ids]
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"job ids must be integers: {exc}") from exc
 
 
 class BaseJob(models.Model):
@@ -202,7 +119,7 @@ class BaseJob(models.Model):
         rows = sql.fetch_all(
             using,
             sql.CLAIM_JOB,
-            {"queue": queue, "exclude_ids": _id_list(exclude_ids)},
+            {"queue": queue, "exclude_ids": id_list(exclude_ids)},
             job_table=cls._meta.db_table,
         )
         return cls.from_claim_row(rows[0]) if rows else None

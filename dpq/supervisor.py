@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 
     from dpq.metrics.worker import MultiprocessMetrics
     from dpq.monitor import SupervisorMonitor
+    from dpq.options import WorkerOptions
     from dpq.queue import Queue
-    from dpq.worker import WorkerOptions
 
 logger = logging.getLogger(__name__)
 

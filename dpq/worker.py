@@ -15,14 +15,12 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-from django.db import connections
 
 from dpq import keepalives, shutdown, throughput
 from dpq.dispatcher import Dispatcher, seconds_until
 from dpq.monitor import PoolMonitor
+from dpq.options import WorkerOptions, describe_database
 from dpq.starts import ClaimsInFlight, StartCount
 from dpq.threads import (
     SoloGate,
@@ -39,36 +37,6 @@ logger = logging.getLogger(__name__)
 
 # How long an exiting worker may spend giving its running jobs' claims back.
 GIVE_BACK_TIMEOUT = 3.0
-
-
-@dataclass(frozen=True)
-class WorkerOptions:
-    threads: int = 1
-    listen: bool | None = None  # None: listen when the queue has a notify channel
-    delay: float = 1.0
-    burst: bool = False
-    max_jobs: int | None = None
-    grace: float = 30.0
-    batch: int = 1
-    batch_ms: float = 50.0
-    processes: int = 1
-    scheduler: bool = (
-        True  # run the queue's schedules (one worker of the queue at a time)
-    )
-    # Rewrite this file every few seconds (dpq/heartbeat.py), for dpq_health.
-    heartbeat_file: str | None = None
-    # Serve Prometheus metrics on this port (dpq/metrics/worker.py).
-    metrics_port: int | None = None
-    metrics_addr: str = "0.0.0.0"
-
-
-def describe_database(using: str) -> str:
-    """The database a worker uses, for logs: user@host:port/name, never the password."""
-    params = connections[using].settings_dict
-    host = params.get("HOST") or "local socket"
-    port = f":{params['PORT']}" if params.get("PORT") else ""
-    user = f"{params['USER']}@" if params.get("USER") else ""
-    return f"{user}{host}{port}/{params.get('NAME')}"
 
 
 class WorkerPool(Dispatcher):

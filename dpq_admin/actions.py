@@ -23,7 +23,8 @@ from django.http import (
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from dpq.models import DeleteResult, Job, JobState, RequeueResult
+from dpq.models import Job, JobState
+from dpq.querysets import DeleteResult, RequeueResult
 from dpq_admin import forms, links, state
 
 if TYPE_CHECKING:

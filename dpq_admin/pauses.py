@@ -15,9 +15,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
 from dpq import pauses
 from dpq.models import QueuePause
+from dpq.validation import MAX_QUEUE_NAME_LENGTH
 from dpq_admin import links
-
-MAX_QUEUE_NAME_LENGTH = 100
 
 
 def pause_context(

@@ -19,7 +19,8 @@ from django.db.models import Q, TextField
 from django.db.models.functions import Cast
 
 from dpq import sql
-from dpq.models import Job, JobQuerySet, JobState
+from dpq.models import Job, JobState
+from dpq.querysets import JobQuerySet
 from dpq_admin import redact
 
 if TYPE_CHECKING:

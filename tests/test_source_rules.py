@@ -129,3 +129,20 @@ def test_source_rules_find_what_they_look_for():
     assert DRIVER_IMPORT.match("import psycopg2.extras")
     assert DRIVER_IMPORT.match("    from psycopg import sql")
     assert not DRIVER_IMPORT.match("from psycopg_pool import ConnectionPool")
+
+
+# A module a newcomer reads in one sitting; migrations are generated and exempt.
+MAX_MODULE_LINES = 400
+
+
+def test_no_module_is_longer_than_a_reader_takes_in():
+    long = [
+        f"{path.relative_to(ROOT)}: {count} lines"
+        for package in (*PACKAGES, "dpq_scheduler")
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if "migrations" not in path.parts
+        and (count := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    ]
+    assert not long, (
+        f"split these modules by responsibility (at most {MAX_MODULE_LINES} lines): {long}"
+    )
