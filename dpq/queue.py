@@ -118,7 +118,13 @@ class Queue(JobStore):
             compiled = compile_schedules(self.name, self.tasks, schedules)
             for name, schedule in compiled.items():
                 try:
-                    self._validated(name, schedule.args, priority=schedule.priority)
+                    validation.job_params(
+                        self.name,
+                        self.tasks,
+                        name,
+                        schedule.args,
+                        priority=schedule.priority,
+                    )
                 except exceptions.DpqError as exc:
                     raise ValueError(
                         f"schedule {name!r} of queue {self.name!r}: {exc}"
