@@ -15,7 +15,7 @@ from django.db import transaction
 
 from bench import bare, harness, original, queues
 from bench.report import Figure, Target
-from dpq import driver, sql
+from dpq import driver, pauses, sql
 
 SECTION_ENQUEUE = "enqueue"
 SECTION_DRAIN = "drain"
@@ -37,6 +37,8 @@ class Config:
     connections: int
     # Environment variables of the worker process (bench/settings.py reads them).
     env: tuple[tuple[str, str], ...] = ()
+    # Another queue, paused while the worker drains (dpq.pauses).
+    paused: str | None = None
 
 
 def enqueue_figures(rounds: int, count_one: int, count_many: int) -> list[Figure]:
@@ -174,6 +176,17 @@ def metered_configs(
     ]
 
 
+def paused_configs(configs: list[Config]) -> list[tuple[str, Config, Config]]:
+    """8 threads while another queue is paused, against 8 threads: the claim's cost of pauses."""
+    eight = next((c for c in configs if c.label == "8 threads"), None)
+    if eight is None:
+        return []
+    paused = Config(
+        "8 threads, queue 'elsewhere' paused", eight.args, 8, paused="elsewhere"
+    )
+    return [("another queue paused", paused, eight)]
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -221,11 +234,17 @@ def drain_figures(
             harness.insert_marked_drain(jobs)
             harness.settle()
             port = str(free_port())
-            harness.run_worker(
-                queue_attr,
-                [arg.replace("{port}", port) for arg in config.args],
-                env=dict(config.env),
-            )
+            if config.paused:
+                pauses.pause_queue(config.paused, by="bench")
+            try:
+                harness.run_worker(
+                    queue_attr,
+                    [arg.replace("{port}", port) for arg in config.args],
+                    env=dict(config.env),
+                )
+            finally:
+                if config.paused:
+                    pauses.resume_queue(config.paused)
             left = harness.count_jobs()
             seconds = harness.marked_seconds()
             if left or seconds is None:
@@ -288,7 +307,7 @@ def drain_figures(
             cases[f"{attr}:{config.label}"] = dpq_case(attr, config)
     for config in batched:
         cases[f"at_least_once:{config.label}"] = dpq_case("at_least_once", config)
-    metered = metered_configs(configs, options)
+    metered = metered_configs(configs, options) + paused_configs(configs)
     for _, with_it, without in metered:
         for config in (with_it, without):
             cases.setdefault(
