@@ -1,5 +1,6 @@
 """Take the README's screenshots of the dashboard: docs/dashboard.png, docs/job.png,
-docs/failed-jobs.png, docs/job-waiting.png, docs/health.png, and docs/demo.png from the
+docs/failed-jobs.png, docs/job-waiting.png, docs/health.png, docs/job-edit.png,
+docs/paused.png (the dashboard with queue "mail" paused), and docs/demo.png from the
 running demo.
 
     DATABASE_URL=postgres://user@host/dpq_screens .venv/bin/python scripts/screenshots.py
@@ -268,10 +269,20 @@ def photograph(base: str, failed_id: int) -> None:
             ("/admin/dpq/job/failed/", "failed-jobs.png"),
             (f"/admin/dpq/job/{waiting.pk}/", "job-waiting.png"),
             ("/admin/dpq/job/health/", "health.png"),
+            (f"/admin/dpq/job/{failed_id}/edit/", "job-edit.png"),
         ):
             page.goto(base + path)
             page.screenshot(path=str(DOCS / name), full_page=True)
             print(f"wrote docs/{name}")
+        from dpq import pauses
+
+        pauses.pause_queue("mail", by="admin")
+        try:
+            page.goto(base + "/admin/dpq/job/")
+            page.screenshot(path=str(DOCS / "paused.png"), full_page=True)
+            print("wrote docs/paused.png")
+        finally:
+            pauses.resume_queue("mail")
         browser.close()
 
 
