@@ -182,12 +182,17 @@ class WorkerThread(threading.Thread):
         pool = self.pool
         queue = pool.queue
         self.ensure_connection()
+        # Connecting (or the solo gate) can take a while: a pause that came meanwhile holds.
+        if pool.paused is not None:
+            return False
         self.claim_started = time.monotonic()
         if pool.options.batch > 1:
             return self.run_batch()
         solo = pool.options.threads == 1
         pool.gate.acquire_shared()
         try:
+            if pool.paused is not None:
+                return False
             if queue.at_most_once:
                 jobs = queue.claim()
                 if not jobs:

@@ -36,3 +36,18 @@ RECEIVERS = [
 def connect_raising_receivers() -> None:
     for signal, receiver in RECEIVERS:
         signal.connect(receiver, weak=False)
+
+
+def delay_worker_thread_connections(seconds: float) -> None:
+    """Each new connection of a worker thread (not the dispatcher's) is ready only after
+    ``seconds``: a slow server, or a pooler that makes clients wait."""
+    import threading
+    import time
+
+    from django.db.backends.signals import connection_created
+
+    def slow(sender, **kwargs) -> None:
+        if threading.current_thread().name.startswith("dpq-worker-"):
+            time.sleep(seconds)
+
+    connection_created.connect(slow, weak=False)

@@ -16,3 +16,10 @@ class TestappConfig(AppConfig):
             from tests import receivers
 
             receivers.connect_raising_receivers()
+        # DPQ_TEST_THREAD_CONNECT_DELAY=SECONDS: a worker thread's connection opens that late.
+        if os.environ.get("DPQ_TEST_THREAD_CONNECT_DELAY"):
+            from tests import receivers
+
+            receivers.delay_worker_thread_connections(
+                float(os.environ["DPQ_TEST_THREAD_CONNECT_DELAY"])
+            )

@@ -88,3 +88,21 @@ def test_pause_and_resume_say_whether_they_changed_anything():
     assert tests_queue.resume() is True
     assert tests_queue.resume() is False
     assert pauses.queue_pause(tests_queue.name) is None
+
+
+def test_a_pause_that_comes_while_a_thread_connects_stops_its_claim(worker_process):
+    # The thread's first claim waits for its connection; the pause lands meanwhile.
+    worker = worker_process(
+        threads=1,
+        queue="tests.queues.worker_queue",
+        env={"DPQ_TEST_THREAD_CONNECT_DELAY": "3"},
+    )
+    worker.wait_for_log("dpq worker started")
+    tests_queue.pause(by="tests")
+    worker.wait_for_log("is paused (since")
+    enqueue(1)
+    time.sleep(4.5)  # the connection is open by now, and a claim would have run
+    assert Effect.objects.count() == 0, worker.log
+
+    assert tests_queue.resume()
+    wait_until(lambda: Effect.objects.count() == 1, 30)
