@@ -221,3 +221,14 @@ def running_jobs(server: PrivateServer, like: str = "dpq:%:t%") -> int:
         )[0][0]
     except driver.OperationalError:
         return 0
+
+
+def worker_sessions(server: PrivateServer, like: str = "dpq:%") -> int:
+    """Sessions whose application name matches ``like`` (0 while the server is down)."""
+    try:
+        return server.query(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE %s",
+            (like,),
+        )[0][0]
+    except driver.OperationalError:
+        return 0

@@ -19,7 +19,13 @@ from dpq import driver
 from dpq.keepalives import WORKER_CONNECTION_DEFAULTS, apply_worker_defaults
 from tests.conftest import wait_until
 from tests.netns import NET, Hosts
-from tests.pgservers import DBNAME, Clusters, PrivateServer, running_jobs
+from tests.pgservers import (
+    DBNAME,
+    Clusters,
+    PrivateServer,
+    running_jobs,
+    worker_sessions,
+)
 
 THREADS = 4
 # Long enough that the cut worker's tasks end after its link is back.
@@ -67,13 +73,7 @@ def runs(server: PrivateServer) -> list[tuple[int, str]]:
 
 
 def connections_of(server: PrivateServer, pid: int) -> int:
-    try:
-        return server.query(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE %s",
-            (f"dpq:%:{pid}:t%",),
-        )[0][0]
-    except driver.OperationalError:
-        return 0
+    return worker_sessions(server, f"dpq:%:{pid}:t%")
 
 
 @pytest.mark.slow

@@ -12,9 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from dpq import driver
 from tests.conftest import wait_until
-from tests.pgservers import Clusters, PrivateServer, running_jobs
+from tests.pgservers import Clusters, PrivateServer, running_jobs, worker_sessions
 
 
 @pytest.fixture
@@ -60,16 +59,6 @@ def test_a_server_restart_is_not_a_crash_of_every_running_job(
     print(f"8 jobs at once again {back_in:.1f}s after the server accepted connections")
 
 
-def worker_connections(server: PrivateServer) -> int:
-    try:
-        return server.query(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE %s",
-            ("dpq:%",),
-        )[0][0]
-    except driver.OperationalError:
-        return 0
-
-
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_pause_survives_a_server_restart_under_a_running_worker(
@@ -92,7 +81,7 @@ def test_a_pause_survives_a_server_restart_under_a_running_worker(
     private_server.stop()
     private_server.start()
     # The worker's dispatcher reconnects and reads the pause again; nothing is claimed.
-    wait_until(lambda: worker_connections(private_server) > 0, 60)
+    wait_until(lambda: worker_sessions(private_server) > 0, 60)
     time.sleep(4)  # several idle checks (--delay 1)
     assert private_server.query("SELECT count(*) FROM testapp_effect") == [(0,)]
     assert private_server.query("SELECT count(*) FROM dpq_job") == [(3,)]
