@@ -2,12 +2,10 @@
 transaction with a single statement and committing. No Django, no task call, no bookkeeping:
 what PostgreSQL and the driver allow on this machine, measured on the same table.
 
-Two more shapes of the same loop split the gap between the limit and an at-least-once
-worker: "held" sends the statements an at-least-once worker thread sends for a task that
-sends none of its own (the claim with BEGIN and, in front, the last job's COMMIT: one round
-trip per job), "dpq" does the same with dpq's own one-job claim, prepared as a worker
-prepares it (start counts and the row's earlier lock in RETURNING). What a worker loses
-beyond "dpq" is its own Python.
+A second shape, "atomic", sends what an at-least-once worker thread sends for a no-op job
+(dpq's prepared claim, then SAVEPOINT, SET CONSTRAINTS ALL IMMEDIATE and RELEASE SAVEPOINT
+before the COMMIT), still without Django: what the job's transaction costs on its own, with
+no Python of the worker's. What a worker loses beyond it is its own Python.
 """
 
 from __future__ import annotations
@@ -30,7 +28,15 @@ CLAIM_ONE = """
 """
 
 
-SHAPES = ("claim", "held", "dpq")
+SHAPES = ("claim", "atomic")
+
+# A no-op job's statements between an at-least-once worker's claim and its COMMIT: the task's
+# savepoint, the deferred-constraint check (dpq.sql.CHECK_DEFERRED_CONSTRAINTS), the release.
+AROUND_TASK = (
+    "SAVEPOINT dpq_task",
+    "SET CONSTRAINTS ALL IMMEDIATE",
+    "RELEASE SAVEPOINT dpq_task",
+)
 
 
 def _loop(
@@ -47,45 +53,28 @@ def _loop(
     from dpq import driver
 
     conn = _connect(driver, dsn)
-    # psycopg 3 starts at the first statement's result, psycopg2 keeps only the last.
-    to_last_result = driver.is_psycopg3
-    if shape != "claim":
-        # BEGIN and COMMIT travel with their neighbours, as dpq's worker sends them.
-        conn.autocommit = True
+    around_task = AROUND_TASK if shape == "atomic" else ()
     params = {"queue": queue, "exclude_ids": []}
     try:
         with conn.cursor() as cursor:
             cursor.execute(prepare or "SELECT 1")
-        if shape == "claim":
-            conn.commit()
+        conn.commit()
         ready.wait()
         claimed = 0
         cpu_started = time.process_time()
         first = time.time()
         last = first
         with conn.cursor() as cursor:
-            held = ""
             while True:
-                if shape == "claim":
-                    cursor.execute(claim, params)
-                    row = cursor.fetchone()
-                    conn.commit()
-                else:
-                    # The last job's COMMIT goes with this job's claim.
-                    cursor.execute(f"{held}BEGIN; {claim}", params)
-                    while to_last_result and cursor.nextset():
-                        pass
-                    row = cursor.fetchone()
-                    if held:
-                        claimed += 1
-                        last = time.time()
-                    if row is None:
-                        cursor.execute("ROLLBACK")
-                        break
-                    held = "COMMIT; "
-                    continue
+                # Not in autocommit: the driver sends BEGIN before the claim.
+                cursor.execute(claim, params)
+                row = cursor.fetchone()
                 if row is None:
+                    conn.rollback()
                     break
+                for statement in around_task:
+                    cursor.execute(statement)
+                conn.commit()
                 claimed += 1
                 last = time.time()
         results.put((first, last, claimed, time.process_time() - cpu_started))
@@ -94,8 +83,8 @@ def _loop(
 
 
 def _connect(driver: Any, dsn: str) -> Any:
-    """A connection of the driver Django uses, binding parameters client-side as Django does
-    (several statements in one execute() need that with psycopg 3)."""
+    """A connection of the driver Django uses, binding parameters client-side as Django's
+    psycopg 3 backend does by default (server-side binding refuses EXECUTE's parameters)."""
     if driver.is_psycopg3:
         import psycopg
 
@@ -112,13 +101,13 @@ def drain(
 ) -> tuple[float, int, float | None]:
     """Drain the queue with ``connections`` processes; return (seconds, jobs claimed, CPU).
 
-    ``shape`` is one of SHAPES; "dpq" needs ``dpq_claim``, dpq's one-job claim as a worker
-    thread sends it: (the PREPARE run once per connection, the EXECUTE).
+    ``shape`` is one of SHAPES; "atomic" needs ``dpq_claim``, dpq's one-job claim as a
+    worker thread sends it: (the PREPARE run once per connection, the EXECUTE).
     The time runs from the moment all processes are connected and released to the last
     successful claim's commit: connecting and process start-up are left out. CPU is the
     processes' own (user + system, seconds), over the same span.
     """
-    prepare, claim = dpq_claim if shape == "dpq" else ("", CLAIM_ONE)
+    prepare, claim = dpq_claim if shape == "atomic" else ("", CLAIM_ONE)
     return run_processes(connections, _loop, (dsn, queue, shape, claim, prepare))
 
 

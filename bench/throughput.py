@@ -269,9 +269,11 @@ def drain_figures(
             harness.reset()
             harness.insert_jobs(jobs)
             harness.settle()
-            seconds, claimed, _cpu = bare.drain(dsn, queues.NAME, 8, shape, dpq_claim)
+            seconds, claimed, cpu = bare.drain(dsn, queues.NAME, 8, shape, dpq_claim)
             if claimed != jobs:
                 raise RuntimeError(f"the {shape} loop claimed {claimed} of {jobs} jobs")
+            if cpu is not None:
+                cpu_per_job.setdefault(f"shape:{shape}", []).append(cpu / jobs)
             return jobs / seconds
 
         return case
@@ -334,28 +336,22 @@ def drain_figures(
                 else "",
             )
         )
-    shape_labels = {
-        "held": "at-least-once statements: COMMIT+BEGIN+claim",
-        "dpq": "the same with dpq's claim statement, prepared",
-    }
-    for shape, label in shape_labels.items():
-        s = samples.get(f"shape:{shape}")
-        if s is not None:
-            figures.append(
-                Figure(
-                    SECTION_DRAIN,
-                    f"bare loop, {label}, 8 connections",
-                    s.median,
-                    "jobs/s",
-                    s.values,
-                    "bare 8",
-                    samples["bare:8"].median,
-                    note=f"{driver.name} only: what an at-least-once worker could reach "
-                    "without its Python"
-                    if shape == "held"
-                    else "",
-                )
+    s = samples.get("shape:atomic")
+    if s is not None:
+        figures.append(
+            Figure(
+                SECTION_DRAIN,
+                "bare loop with an at-least-once job's statements, 8 connections",
+                s.median,
+                "jobs/s",
+                s.values,
+                "bare 8",
+                samples["bare:8"].median,
+                note="BEGIN, dpq's prepared claim, SAVEPOINT, SET CONSTRAINTS ALL "
+                "IMMEDIATE, RELEASE SAVEPOINT, COMMIT on the driver, no Django: the "
+                "most an at-least-once worker could reach without its Python",
             )
+        )
     for label, attr in VARIANTS:
         for config in configs:
             s = samples.get(f"{attr}:{config.label}")
@@ -480,6 +476,20 @@ def cpu_figures(
     """The worker process's CPU per no-op job against the bare loop's, at 8 connections."""
     base = cpu_per_job.get("bare:8")
     figures = []
+    atomic = cpu_per_job.get("shape:atomic")
+    if atomic and base:
+        figures.append(
+            Figure(
+                SECTION_DRAIN,
+                "CPU per no-op job, bare loop with an at-least-once job's statements",
+                statistics.median(atomic) * 1e6,
+                "µs",
+                [v * 1e6 for v in atomic],
+                "bare 8",
+                statistics.median(base) * 1e6,
+                note="the job's transaction alone, without the worker's Python",
+            )
+        )
     for config in configs:
         values = cpu_per_job.get(f"at_least_once:{config.label}")
         if config.connections != 8 or not values or not base:

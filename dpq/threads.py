@@ -25,6 +25,7 @@ from django.db import (
 
 from dpq import driver, events, runner, signals, sql
 from dpq.jobs import PreparedClaimMissing
+from dpq.options import next_batch_size
 
 if TYPE_CHECKING:
     from dpq.models import BaseJob
@@ -106,6 +107,7 @@ class WorkerThread(threading.Thread):
         # the current claim began: a lost connection can then be explained.
         self.idle_timeout = 0.0
         self.claim_started = 0.0
+        self.batch_size = pool.options.batch
 
     def run(self) -> None:
         pool = self.pool
@@ -239,7 +241,7 @@ class WorkerThread(threading.Thread):
         queue = pool.queue
         # --max-jobs counts jobs, not batches: run() reserved the first job, the rest are
         # reserved here, and those that do not run are given back.
-        extra = pool.reserve_more(pool.options.batch - 1)
+        extra = pool.reserve_more(self.batch_size - 1)
         ran = 0
         try:
             pool.gate.acquire_shared()
@@ -257,6 +259,9 @@ class WorkerThread(threading.Thread):
             finally:
                 pool.gate.release_shared()
             ran = len(outcome.runs)
+            self.batch_size = next_batch_size(
+                self.batch_size, pool.options.batch, ran, cut_short=bool(outcome.left)
+            )
             for run in outcome.runs:
                 pool.note_result(run.result)
             # A suspect runs alone, in a transaction of its own, once the batch is committed

@@ -9,6 +9,7 @@ import signal
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
 from django.utils import timezone
 
 from dpq.models import Job, JobStart
@@ -211,6 +212,58 @@ def test_batch_ms_commits_a_batch_before_it_is_done(worker_process):
     assert committed < 50, f"{committed} jobs became visible together"
     assert Job.objects.filter(id__in=ids).exists()
     assert worker.alive()
+
+
+@pytest.fixture
+def put_backs():
+    """A count of the rows inserted into dpq_job from now on (a put-back re-inserts its row)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            CREATE SEQUENCE test_job_inserts;
+            CREATE FUNCTION test_count_job_insert() RETURNS trigger LANGUAGE plpgsql AS
+                $$ BEGIN PERFORM nextval('test_job_inserts'); RETURN NULL; END $$;
+            CREATE TRIGGER test_count_job_insert AFTER INSERT ON dpq_job
+                FOR EACH ROW EXECUTE FUNCTION test_count_job_insert();
+            """
+        )
+
+    def count() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT last_value, is_called FROM test_job_inserts")
+            last_value, is_called = cursor.fetchone()
+        return last_value if is_called else 0
+
+    yield count
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            DROP TRIGGER test_count_job_insert ON dpq_job;
+            DROP FUNCTION test_count_job_insert();
+            DROP SEQUENCE test_job_inserts;
+            """
+        )
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_cut_short_by_batch_ms_claims_fewer_jobs_next_time(
+    worker_process, put_backs
+):
+    ids = batch_queue.enqueue_many(
+        [("slow_record", {"seconds": 0.05}) for _ in range(40)]
+    )
+    enqueued = put_backs()
+    worker = worker_process(
+        "--batch", "40", "--batch-ms", "120", "--burst", queue=BATCH_QUEUE, threads=1
+    )
+
+    assert worker.wait_for_exit(60) == 0, worker.log[-3000:]
+    assert effect_ids() == set(ids)
+    # About 3 jobs fit in 120 ms. Claiming 40 every time puts back the other 37, then 34,
+    # ... (about 240 rows); a batch sized by what fitted last time puts back the first
+    # batch's 37 and a few more.
+    assert put_backs() - enqueued < 80
 
 
 @pytest.mark.django_db(transaction=True)
