@@ -13,6 +13,7 @@ from django.db import connection
 from django.utils import timezone
 
 from dpq.models import Job, JobStart
+from dpq.options import next_batch_size
 from tests.conftest import wait_until
 from tests.queues import at_most_once_queue, batch_queue
 from tests.testapp.models import Effect
@@ -298,3 +299,15 @@ def test_max_jobs_counts_the_jobs_of_a_batch_not_the_batches(worker_process):
     assert Effect.objects.count() == 3
     assert effect_ids() | set(Job.objects.values_list("id", flat=True)) == set(ids)
     assert "stopped after 3 job(s)" in worker.log
+
+
+def test_the_next_batch_claims_what_ran_in_time_then_grows_back_to_the_limit():
+    assert next_batch_size(100, 100, 15, cut_short=True) == 15
+    assert next_batch_size(100, 100, 0, cut_short=True) == 1
+    assert next_batch_size(15, 100, 15, cut_short=False) == 18
+    assert next_batch_size(2, 100, 2, cut_short=False) == 3
+    assert next_batch_size(90, 100, 90, cut_short=False) == 100
+    sizes = [3]
+    while sizes[-1] < 100:
+        sizes.append(next_batch_size(sizes[-1], 100, sizes[-1], cut_short=False))
+    assert len(sizes) < 25, sizes
