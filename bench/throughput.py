@@ -212,17 +212,22 @@ def drain_figures(
         # second depending on the disk, and the rate, not the count, is the figure.
         return max(min(500, jobs), jobs * connections // 8)
 
-    def bare_case(n: int) -> Callable[[], float]:
+    dpq_claim = sql.prepared_claim()
+
+    def bare_case(n: int, shape: str = "claim") -> Callable[[], float]:
+        """The bare loop at ``n`` connections, one of bare.SHAPES; its CPU per job noted."""
+        key = f"bare:{n}" if shape == "claim" else f"shape:{shape}"
+
         def case() -> float:
             jobs = jobs_for(n)
             harness.reset()
             harness.insert_jobs(jobs)
             harness.settle()
-            seconds, claimed, cpu = bare.drain(dsn, queues.NAME, n)
+            seconds, claimed, cpu = bare.drain(dsn, queues.NAME, n, shape, dpq_claim)
             if claimed != jobs:
-                raise RuntimeError(f"the bare loop claimed {claimed} of {jobs} jobs")
+                raise RuntimeError(f"the {shape} loop claimed {claimed} of {jobs} jobs")
             if cpu is not None:
-                cpu_per_job.setdefault(f"bare:{n}", []).append(cpu / jobs)
+                cpu_per_job.setdefault(key, []).append(cpu / jobs)
             return jobs / seconds
 
         return case
@@ -261,23 +266,6 @@ def drain_figures(
 
         return case
 
-    dpq_claim = sql.prepared_claim()
-
-    def shape_case(shape: str) -> Callable[[], float]:
-        def case() -> float:
-            jobs = jobs_for(8)
-            harness.reset()
-            harness.insert_jobs(jobs)
-            harness.settle()
-            seconds, claimed, cpu = bare.drain(dsn, queues.NAME, 8, shape, dpq_claim)
-            if claimed != jobs:
-                raise RuntimeError(f"the {shape} loop claimed {claimed} of {jobs} jobs")
-            if cpu is not None:
-                cpu_per_job.setdefault(f"shape:{shape}", []).append(cpu / jobs)
-            return jobs / seconds
-
-        return case
-
     def original_case(n: int) -> Callable[[], float]:
         def case() -> float:
             return original.drain_rates(dsn, n, jobs_for(n), 1)[0]
@@ -300,8 +288,7 @@ def drain_figures(
     for n in original_sizes:
         cases[f"original:{n}"] = original_case(n)
     if full and 8 in bare_sizes:
-        for shape in bare.SHAPES[1:]:
-            cases[f"shape:{shape}"] = shape_case(shape)
+        cases["shape:atomic"] = bare_case(8, "atomic")
     for _label, attr in VARIANTS:
         for config in configs:
             if not full and attr != "at_least_once" and config.connections != 8:
