@@ -6,11 +6,17 @@ A second shape, "atomic", sends what an at-least-once worker thread sends for a 
 (dpq's prepared claim, then SAVEPOINT, SET CONSTRAINTS ALL IMMEDIATE and RELEASE SAVEPOINT
 before the COMMIT), still without Django: what the job's transaction costs on its own, with
 no Python of the worker's. What a worker loses beyond it is its own Python.
+
+A third shape, "django", sends the same statements from threads of one process through
+Django's public transaction API: ``transaction.atomic()`` around the claim, a nested one
+around the (absent) task, the check on a Django cursor. No dpq: the least a worker built
+from ``atomic()`` blocks can cost.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -28,7 +34,7 @@ CLAIM_ONE = """
 """
 
 
-SHAPES = ("claim", "atomic")
+SHAPES = ("claim", "atomic", "django")
 
 # A no-op job's statements between an at-least-once worker's claim and its COMMIT: the task's
 # savepoint, the deferred-constraint check (dpq.sql.CHECK_DEFERRED_CONSTRAINTS), the release.
@@ -82,6 +88,64 @@ def _loop(
         conn.close()
 
 
+def _django_loop(
+    queue: str, threads: int, claim: str, prepare: str, ready: Any, results: Any
+) -> None:
+    """``threads`` threads, each on its own Django connection, draining the queue."""
+    # A forked child of the bench, which has Django set up; each thread opens its own
+    # connection, and the inherited one is left alone (closing it would end the parent's).
+    from django.db import connections, transaction
+
+    from dpq import sql
+
+    connected = threading.Barrier(threads + 1)
+    go = threading.Event()
+    outcomes: list[tuple[float, float, int]] = []
+
+    def drain_one_connection() -> None:
+        connection = connections["default"]
+        params = {"queue": queue, "exclude_ids": [], "limit": 1}
+        with connection.cursor() as cursor:
+            cursor.execute(prepare)
+        connected.wait()
+        go.wait()
+        claimed, first = 0, time.time()
+        last = first
+        try:
+            while True:
+                with transaction.atomic():
+                    with connection.cursor() as cursor:
+                        cursor.execute(claim, params)
+                        if not cursor.fetchall():
+                            break
+                    with transaction.atomic():
+                        with connection.cursor() as cursor:
+                            cursor.execute(sql.CHECK_DEFERRED_CONSTRAINTS)
+                claimed += 1
+                last = time.time()
+        finally:
+            connection.close()
+        outcomes.append((first, last, claimed))
+
+    workers = [threading.Thread(target=drain_one_connection) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    connected.wait()
+    ready.wait()
+    cpu_started = time.process_time()
+    go.set()
+    for worker in workers:
+        worker.join()
+    results.put(
+        (
+            min(o[0] for o in outcomes),
+            max(o[1] for o in outcomes),
+            sum(o[2] for o in outcomes),
+            time.process_time() - cpu_started,
+        )
+    )
+
+
 def _connect(driver: Any, dsn: str) -> Any:
     """A connection of the driver Django uses, binding parameters client-side as Django's
     psycopg 3 backend does by default (server-side binding refuses EXECUTE's parameters)."""
@@ -101,13 +165,16 @@ def drain(
 ) -> tuple[float, int, float | None]:
     """Drain the queue with ``connections`` processes; return (seconds, jobs claimed, CPU).
 
-    ``shape`` is one of SHAPES; "atomic" needs ``dpq_claim``, dpq's one-job claim as a
-    worker thread sends it: (the PREPARE run once per connection, the EXECUTE).
+    ``shape`` is one of SHAPES; "atomic" and "django" need ``dpq_claim``, dpq's one-job
+    claim as a worker thread sends it: (the PREPARE run once per connection, the EXECUTE).
+    "django" runs ``connections`` threads in one process.
     The time runs from the moment all processes are connected and released to the last
     successful claim's commit: connecting and process start-up are left out. CPU is the
     processes' own (user + system, seconds), over the same span.
     """
-    prepare, claim = dpq_claim if shape == "atomic" else ("", CLAIM_ONE)
+    prepare, claim = dpq_claim if shape != "claim" else ("", CLAIM_ONE)
+    if shape == "django":
+        return run_processes(1, _django_loop, (queue, connections, claim, prepare))
     return run_processes(connections, _loop, (dsn, queue, shape, claim, prepare))
 
 

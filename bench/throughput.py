@@ -111,6 +111,22 @@ def enqueue_figures(rounds: int, count_one: int, count_many: int) -> list[Figure
     ]
 
 
+# The bare loop's other shapes (bench/bare.py), at 8 connections: (figure name, note).
+SHAPE_FIGURES = {
+    "atomic": (
+        "bare loop with an at-least-once job's statements, 8 connections",
+        "BEGIN, dpq's prepared claim, SAVEPOINT, SET CONSTRAINTS ALL IMMEDIATE, RELEASE "
+        "SAVEPOINT, COMMIT on the driver, no Django: the most an at-least-once worker "
+        "could reach without its Python",
+    ),
+    "django": (
+        "the same statements through Django's transaction.atomic(), 8 threads",
+        "one process, a Django connection per thread, atomic() around the claim and "
+        "around the task, no dpq: the most a worker made of atomic() blocks could reach",
+    ),
+}
+
+
 def drain_configs(
     threads: list[int], options: set[str], batch: int
 ) -> tuple[list[Config], list[Config], list[str]]:
@@ -289,6 +305,7 @@ def drain_figures(
         cases[f"original:{n}"] = original_case(n)
     if full and 8 in bare_sizes:
         cases["shape:atomic"] = bare_case(8, "atomic")
+        cases["shape:django"] = bare_case(8, "django")
     for _label, attr in VARIANTS:
         for config in configs:
             if not full and attr != "at_least_once" and config.connections != 8:
@@ -323,20 +340,36 @@ def drain_figures(
                 else "",
             )
         )
-    s = samples.get("shape:atomic")
-    if s is not None:
+    for shape, (name, note) in SHAPE_FIGURES.items():
+        s = samples.get(f"shape:{shape}")
+        if s is not None:
+            figures.append(
+                Figure(
+                    SECTION_DRAIN,
+                    name,
+                    s.median,
+                    "jobs/s",
+                    s.values,
+                    "bare 8",
+                    samples["bare:8"].median,
+                    note=note,
+                )
+            )
+    django_loop, dpq_eight = (
+        samples.get("shape:django"),
+        samples.get("at_least_once:8 threads"),
+    )
+    if django_loop is not None and dpq_eight is not None:
         figures.append(
             Figure(
                 SECTION_DRAIN,
-                "bare loop with an at-least-once job's statements, 8 connections",
-                s.median,
+                "dpq at-least-once, crash accounting, 8 threads, against that loop",
+                dpq_eight.median,
                 "jobs/s",
-                s.values,
-                "bare 8",
-                samples["bare:8"].median,
-                note="BEGIN, dpq's prepared claim, SAVEPOINT, SET CONSTRAINTS ALL "
-                "IMMEDIATE, RELEASE SAVEPOINT, COMMIT on the driver, no Django: the "
-                "most an at-least-once worker could reach without its Python",
+                dpq_eight.values,
+                "Django atomic() loop, 8 threads",
+                django_loop.median,
+                note="what dpq's own Python costs on top of Django's",
             )
         )
     for label, attr in VARIANTS:
@@ -463,20 +496,20 @@ def cpu_figures(
     """The worker process's CPU per no-op job against the bare loop's, at 8 connections."""
     base = cpu_per_job.get("bare:8")
     figures = []
-    atomic = cpu_per_job.get("shape:atomic")
-    if atomic and base:
-        figures.append(
-            Figure(
-                SECTION_DRAIN,
-                "CPU per no-op job, bare loop with an at-least-once job's statements",
-                statistics.median(atomic) * 1e6,
-                "µs",
-                [v * 1e6 for v in atomic],
-                "bare 8",
-                statistics.median(base) * 1e6,
-                note="the job's transaction alone, without the worker's Python",
+    for shape, (name, _) in SHAPE_FIGURES.items():
+        values = cpu_per_job.get(f"shape:{shape}")
+        if values and base:
+            figures.append(
+                Figure(
+                    SECTION_DRAIN,
+                    f"CPU per no-op job, {name.rsplit(', ', 1)[0]}",
+                    statistics.median(values) * 1e6,
+                    "µs",
+                    [v * 1e6 for v in values],
+                    "bare 8",
+                    statistics.median(base) * 1e6,
+                )
             )
-        )
     for config in configs:
         values = cpu_per_job.get(f"at_least_once:{config.label}")
         if config.connections != 8 or not values or not base:
