@@ -51,11 +51,20 @@ class TaskAttempt:
             self.first_started_at = prior[2]
 
 
+_worker_ids = threading.local()
+
+
 def worker_id() -> str:
     """``host:pid:thread`` of the running worker thread, as its connection names it."""
-    thread = threading.current_thread()
-    role = getattr(thread, "role", None) or thread.name
-    return f"{SHORT_HOST}:{os.getpid()}:{role}"[:64]
+    pid = os.getpid()
+    known = getattr(_worker_ids, "known", None)
+    # Worked out once per thread: a thread's name and role do not change while it runs
+    # tasks, but a forked child's threads must not answer with the parent's pid.
+    if known is None or known[0] != pid:
+        thread = threading.current_thread()
+        role = getattr(thread, "role", None) or thread.name
+        known = _worker_ids.known = (pid, f"{SHORT_HOST}:{pid}:{role}"[:64])
+    return known[1]
 
 
 class TaskQueue(AtLeastOnceQueue):
@@ -63,6 +72,8 @@ class TaskQueue(AtLeastOnceQueue):
 
     def __init__(self, backend: Any, queue_name: str, **options: Any) -> None:
         super().__init__(tasks={}, **options)
+        # The @task found at each import path: a worker imports each task once.
+        self._resolved: dict[str, compat.Task] = {}
         self.backend = backend
         self.backend_alias = backend.alias
         # Task signals are sent by the backend's class, as Django's backends send them.
@@ -88,7 +99,7 @@ class TaskQueue(AtLeastOnceQueue):
         if self.has_crash_accounting and job.solo_starts >= self.crash_limit:
             return super().refusal(job)
         try:
-            results.resolve_task(job.task)
+            self._resolve(job.task)
         except LookupError as exc:
             return exceptions.TaskNotRegisteredError(
                 f"{exc}; deploy code that has it, then requeue the job"
@@ -127,7 +138,7 @@ class TaskQueue(AtLeastOnceQueue):
             attempt,
             compat.TaskResultStatus.SUCCESSFUL,
             finished_at=finished,
-            return_value=json.loads(encoded),
+            return_value=None if value is None else json.loads(encoded),
         )
         return done
 
@@ -156,10 +167,16 @@ class TaskQueue(AtLeastOnceQueue):
 
     # --- Helpers -------------------------------------------------------------------------
 
+    def _resolve(self, path: str) -> compat.Task:
+        task = self._resolved.get(path)
+        if task is None:
+            task = self._resolved[path] = results.resolve_task(path)
+        return task
+
     def _task_of(self, job: BaseJob) -> compat.Task:
         call = job.args
         return results.as_enqueued(
-            results.resolve_task(job.task),
+            self._resolve(job.task),
             backend=self.backend_alias,
             queue_name=self.queue_name,
             priority=job.priority,

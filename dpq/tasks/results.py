@@ -33,6 +33,8 @@ def encode(value: Any, what: str) -> str:
     Django's rule for args, kwargs and return values: they survive a JSON round trip (after
     the normalisation Django applies itself: tuples become lists, bytes text).
     """
+    if value is None:  # most tasks return nothing
+        return "null"
     try:
         normalized = compat.normalize_json(value)
     except TypeError as exc:
