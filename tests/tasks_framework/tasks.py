@@ -27,6 +27,12 @@ def add(a: int, b: int) -> int:
     return a + b
 
 
+@task
+def whoami() -> str:
+    """The process and thread that ran it, as a worker id names them."""
+    return f"{os.getpid()}:{threading.current_thread().name}"
+
+
 @task(queue_name="emails")
 def send_email(to: str) -> str:
     return f"sent to {to}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 
 import pytest
 from django.db import connection
@@ -39,6 +40,33 @@ def test_a_running_task_is_running_and_the_probe_never_waits(backend, gate):
         queue.close()
     assert thread.error is None
     assert backend.get_result(result.id).return_value == "through"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_result_names_the_thread_that_ran_it(backend):
+    queue = backend.queue("default")
+    ids = [tasks.whoami.enqueue().id for _ in range(3)]
+    names = ["first", "second", "third"]
+
+    def run_one() -> None:
+        try:
+            queue.run_once()
+        finally:
+            connection.close()
+
+    try:
+        # One after the other: the jobs run in the order they were enqueued.
+        for name in names:
+            thread = threading.Thread(target=run_one, name=name)
+            thread.start()
+            thread.join(30)
+        for result_id, name in zip(ids, names, strict=True):
+            result = backend.get_result(result_id)
+            assert result.return_value.endswith(f":{name}")
+            # host:pid:thread, as the thread itself saw its pid and name.
+            assert result.worker_ids[0].endswith(f":{result.return_value}")
+    finally:
+        queue.close()
 
 
 def test_building_the_backend_touches_no_database():
