@@ -136,17 +136,24 @@ def test_processes_share_one_endpoint_and_count_crashes(worker_process):
     queue.enqueue_many([*neighbours, ("kill_process", {}), *neighbours])
 
     def settled():
+        if Job.objects.filter(failed_at=None).exists():
+            return None
         values = scrape(port)
-        done = jobs_total(values, "noop", "succeeded") == 20
-        done = done and jobs_total(values, "kill_process", "failed") == 1
-        return (
-            values if done and not Job.objects.filter(failed_at=None).exists() else None
-        )
+        done = jobs_total(values, "kill_process", "failed") == 1
+        # Counters move once a job's transaction has committed: a neighbour that committed
+        # in the instant before its process was killed is not counted. Only the first death
+        # has neighbours in its process (after it the job runs alone), so one at most.
+        done = done and jobs_total(values, "noop", "succeeded") >= 19
+        return values if done else None
 
     try:
         values = wait_until(settled, 300)
     except pytest.fail.Exception:
-        pytest.fail(f"not settled within 300s; the worker's log:\n{worker.log[-6000:]}")
+        pytest.fail(
+            f"not settled within 300s: {scrape(port)!r}; the worker's log:\n"
+            f"{worker.log[-6000:]}"
+        )
+    assert jobs_total(values, "noop", "succeeded") <= 20
     # Each claim of the job after a death counts it; it ends failed after crash_limit.
     assert jobs_total(values, "kill_process", "crashed") >= 1
     assert "restarting" in worker.log or "starting another" in worker.log
