@@ -444,14 +444,11 @@ def drain_figures(
         cpu_off = cpu_per_job.get(f"at_least_once:{without.label}")
         if cpu_on and cpu_off:
             figures.append(
-                Figure(
-                    SECTION_DRAIN,
-                    f"CPU per no-op job, {what}, {with_it.label}",
-                    statistics.median(cpu_on) * 1e6,
-                    "µs",
-                    [v * 1e6 for v in cpu_on],
+                cpu_figure(
+                    f"{what}, {with_it.label}",
+                    cpu_on,
                     without.label,
-                    statistics.median(cpu_off) * 1e6,
+                    cpu_off,
                     Target("<=", 1.1),
                 )
             )
@@ -499,36 +496,45 @@ def cpu_figures(
     for shape, (name, _) in SHAPE_FIGURES.items():
         values = cpu_per_job.get(f"shape:{shape}")
         if values and base:
-            figures.append(
-                Figure(
-                    SECTION_DRAIN,
-                    f"CPU per no-op job, {name.rsplit(', ', 1)[0]}",
-                    statistics.median(values) * 1e6,
-                    "µs",
-                    [v * 1e6 for v in values],
-                    "bare 8",
-                    statistics.median(base) * 1e6,
-                )
-            )
+            figures.append(cpu_figure(name.rsplit(", ", 1)[0], values, "bare 8", base))
     for config in configs:
         values = cpu_per_job.get(f"at_least_once:{config.label}")
         if config.connections != 8 or not values or not base:
             continue
         figures.append(
-            Figure(
-                SECTION_DRAIN,
-                f"CPU per no-op job, dpq at-least-once, crash accounting, {config.label}",
-                statistics.median(values) * 1e6,
-                "µs",
-                [v * 1e6 for v in values],
+            cpu_figure(
+                f"dpq at-least-once, crash accounting, {config.label}",
+                values,
                 "bare 8",
-                statistics.median(base) * 1e6,
+                base,
                 Target("<=", 1.5),
                 note="user + system CPU of the worker process between the two marks, "
                 "per job; the bare loop's processes over their drain",
             )
         )
     return figures
+
+
+def cpu_figure(
+    name: str,
+    values: list[float],
+    baseline_name: str,
+    baseline: list[float],
+    target: Target | None = None,
+    note: str = "",
+) -> Figure:
+    """CPU seconds per job (each run's) as a figure in µs against a baseline's runs."""
+    return Figure(
+        SECTION_DRAIN,
+        f"CPU per no-op job, {name}",
+        statistics.median(values) * 1e6,
+        "µs",
+        [v * 1e6 for v in values],
+        baseline_name,
+        statistics.median(baseline) * 1e6,
+        target,
+        note=note,
+    )
 
 
 def original_figures(
