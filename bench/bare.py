@@ -104,7 +104,7 @@ def _django_loop(
 
     def drain_one_connection() -> None:
         connection = connections["default"]
-        params = {"queue": queue, "exclude_ids": [], "limit": 1}
+        params = {"queue": queue, "exclude_ids": []}
         with connection.cursor() as cursor:
             cursor.execute(prepare)
         connected.wait()
