@@ -132,6 +132,9 @@ def test_kill_9_mid_task_the_effect_happens_once_and_the_result_is_right(
     )
     worker.kill()
     assert worker.popen.returncode == -signal.SIGKILL
+    # PostgreSQL rolls the dead worker's claim back once its session sees the socket
+    # closed: until then the row is still locked, and RUNNING is what it is.
+    wait_until(lambda: not worker.connections(), 30)
 
     after_kill = backend.get_result(result.id)
     assert after_kill.status == TaskResultStatus.READY
